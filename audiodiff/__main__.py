@@ -1,0 +1,3 @@
+from audiodiff.cli import main
+
+main()

@@ -1,0 +1,140 @@
+"""The mel-spectrogram front end: one ``nn.Module`` with named presets.
+
+Presets
+- ``hifigan`` (default): the mel of HiFi-GAN (Kong et al., 2020, ``meldataset.mel_spectrogram``) and of the TTS
+  models that feed it (Tacotron 2, Glow-TTS, Grad-TTS, FastSpeech 2): 22.05 kHz, n_fft 1024, hop 256, win 1024,
+  80 Slaney mel bands over 0-8 kHz, reflect padding of (n_fft - hop) / 2 on both sides and no centring,
+  magnitude ``sqrt(re^2 + im^2 + 1e-9)``, natural log with a 1e-5 floor.
+- ``diffwave``: the reference DiffWave (Kong et al., 2021) ``preprocess.py``: torchaudio's defaults (HTK mel scale,
+  no filter normalisation, centred STFT), fmin 20, fmax sr/2, win 4 * hop, normalised STFT magnitude,
+  ``20 * log10(max(x, 1e-5)) - 20`` then ``(x + 100) / 100`` clamped to [0, 1].
+
+Frame count: with ``P = pad_left + pad_right`` the module returns ``floor((T + P - n_fft) / hop) + 1`` frames for
+``T`` samples, i.e. ``floor(T / hop)`` for ``hifigan`` and ``floor(T / hop) + 1`` for ``diffwave``. Frame ``i``
+covers padded samples ``[i * hop, i * hop + n_fft)``, which is what lets training crop audio and mel in step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+import torchaudio
+from torch import nn
+
+from audiodiff.errors import AudiodiffError
+
+
+@dataclass(frozen=True)
+class MelConfig:
+    """Every parameter of the mel front end; presets are named instances of it."""
+
+    sample_rate: int = 22050
+    n_fft: int = 1024
+    hop_length: int = 256
+    win_length: int = 1024
+    n_mels: int = 80
+    fmin: float = 0.0
+    fmax: float | None = 8000.0  # None: sample_rate / 2
+    mel_scale: str = "slaney"  # "slaney" or "htk"
+    mel_norm: str | None = "slaney"  # "slaney" (area-normalised filters) or None
+    center: bool = False  # True: pad n_fft // 2 each side; False: pad (n_fft - hop) / 2 each side
+    normalized: bool = False  # divide the STFT by sqrt(sum(window^2))
+    log: str = "ln"  # "ln": log(max(x, 1e-5)); "diffwave": (20 log10(max(x, 1e-5)) - 20 + 100) / 100 in [0, 1]
+
+    @property
+    def pad(self) -> tuple[int, int]:
+        """Reflect padding (left, right) in samples applied before framing."""
+        if self.center:
+            return self.n_fft // 2, self.n_fft // 2
+        total = self.n_fft - self.hop_length
+        return total // 2, total - total // 2
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames produced for ``num_samples`` of audio (see the module docstring)."""
+        left, right = self.pad
+        return max(0, (num_samples + left + right - self.n_fft) // self.hop_length + 1)
+
+    def segment_length(self, frames: int) -> int:
+        """Padded samples needed to compute exactly ``frames`` frames without further padding."""
+        return (frames - 1) * self.hop_length + self.n_fft
+
+
+PRESETS: dict[str, MelConfig] = {
+    "hifigan": MelConfig(),
+    "diffwave": MelConfig(
+        n_fft=1024, hop_length=256, win_length=1024, fmin=20.0, fmax=None, mel_scale="htk", mel_norm=None,
+        center=True, normalized=True, log="diffwave",
+    ),
+}
+
+
+def mel_config(preset: str = "hifigan", **overrides) -> MelConfig:
+    """The named preset with ``overrides`` applied (``diffwave`` keeps win = 4 * hop unless told otherwise)."""
+    if preset not in PRESETS:
+        raise AudiodiffError(f"unknown mel preset {preset!r}; choose one of {sorted(PRESETS)}")
+    base = PRESETS[preset]
+    if preset == "diffwave" and "hop_length" in overrides and "win_length" not in overrides:
+        overrides["win_length"] = 4 * overrides["hop_length"]
+    fields = {f.name for f in dataclasses.fields(MelConfig)}
+    unknown = set(overrides) - fields
+    if unknown:
+        raise AudiodiffError(f"unknown mel parameter(s) {sorted(unknown)}; valid: {sorted(fields)}")
+    return dataclasses.replace(base, **overrides)
+
+
+class MelSpectrogram(nn.Module):
+    """Waveform ``[..., T]`` -> log-mel ``[..., n_mels, frames]``; window and filterbank are buffers."""
+
+    def __init__(self, config: MelConfig | None = None, **kwargs):
+        super().__init__()
+        self.config = config if config is not None else MelConfig(**kwargs)
+        c = self.config
+        if c.win_length > c.n_fft or c.hop_length <= 0:
+            raise AudiodiffError(f"mel: need 0 < hop_length and win_length <= n_fft, got {c}")
+        fmax = c.fmax if c.fmax is not None else c.sample_rate / 2
+        fbank = torchaudio.functional.melscale_fbanks(
+            n_freqs=c.n_fft // 2 + 1, f_min=c.fmin, f_max=fmax, n_mels=c.n_mels,
+            sample_rate=c.sample_rate, norm=c.mel_norm, mel_scale=c.mel_scale,
+        )  # [F, n_mels]
+        self.register_buffer("fbank", fbank.T.contiguous(), persistent=False)  # [n_mels, F]
+        self.register_buffer("window", torch.hann_window(c.win_length), persistent=False)
+
+    @classmethod
+    def from_preset(cls, preset: str = "hifigan", **overrides) -> "MelSpectrogram":
+        return cls(mel_config(preset, **overrides))
+
+    def forward(self, audio: torch.Tensor, pad: bool = True) -> torch.Tensor:
+        """``audio [..., T]`` -> ``[..., n_mels, frames]``; ``pad=False`` frames an already padded segment."""
+        c = self.config
+        lead = audio.shape[:-1]
+        x = audio.reshape(-1, audio.shape[-1]).float()
+        if pad:
+            left, right = c.pad
+            if x.shape[-1] <= max(left, right):
+                raise AudiodiffError(
+                    f"audio of {x.shape[-1]} samples is too short for the mel front end; "
+                    f"need more than {max(left, right)} samples"
+                )
+            x = torch.nn.functional.pad(x.unsqueeze(1), (left, right), mode="reflect").squeeze(1)
+        with torch.autocast(x.device.type, enabled=False):
+            spec = torch.stft(
+                x, c.n_fft, hop_length=c.hop_length, win_length=c.win_length, window=self.window,
+                center=False, normalized=False, onesided=True, return_complex=True,
+            )  # [N, F, frames]
+            mag = torch.sqrt(spec.real.square() + spec.imag.square() + 1e-9)
+            if c.normalized:
+                mag = mag / self.window.square().sum().sqrt()
+            mel = torch.matmul(self.fbank, mag)  # [N, n_mels, frames]
+            mel = _compress(mel, c.log)
+        return mel.reshape(*lead, c.n_mels, mel.shape[-1])
+
+
+def _compress(mel: torch.Tensor, log: str) -> torch.Tensor:
+    if log == "ln":
+        return torch.log(mel.clamp(min=1e-5))
+    if log == "diffwave":
+        db = 20 * torch.log10(mel.clamp(min=1e-5)) - 20
+        return ((db + 100) / 100).clamp(0.0, 1.0)
+    raise AudiodiffError(f"mel: unknown log compression {log!r}; expected 'ln' or 'diffwave'")

@@ -1,0 +1,167 @@
+"""Configuration: one frozen dataclass per component, and YAML recipes that load into them.
+
+A recipe is a YAML mapping with the sections ``mel``, ``model``, ``diffusion``, ``data`` and ``train``.
+Unknown keys and wrong types are errors that name the key (and the nearest valid one); ``--set a.b=value``
+overrides apply on top. The resolved recipe (every field, defaults included) is what a run directory keeps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from audiodiff.audio.mel import MelConfig, mel_config
+from audiodiff.errors import AudiodiffError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = "diffwave"
+    residual_layers: int = 30
+    residual_channels: int = 64
+    dilation_cycle: int = 10
+    embed_dim: int = 512
+    conditional: bool = True  # False: unconditional waveform model (no mel)
+    num_classes: int = 0  # > 0: class-conditional, with a null class for guidance
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    schedule: str = "linear"  # "linear" (DiffWave) or "cosine"
+    steps: int = 50  # T
+    beta_start: float = 1e-4
+    beta_end: float = 0.05
+    prediction: str = "eps"  # "eps" or "v"
+    loss: str = "l1"  # "l1" (DiffWave) or "l2"
+    sampler: str = "fast"  # default sampler at inference
+    sample_steps: int = 6  # default number of sampling steps
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    path: str | None = None  # folder (searched recursively) or a text file listing audio files
+    valid_path: str | None = None  # default: <path>/valid when <path>/train exists, else held out from path
+    valid_files: int = 8  # files held out for validation when no valid folder exists
+    crop_frames: int = 62  # mel frames per training crop (62 x 256 = 15872 samples)
+    num_workers: int = 2
+    preload: bool = True  # decode all audio into memory once
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 16  # global batch, split across processes
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 200
+    max_steps: int = 1_000_000
+    max_minutes: float = 0.0  # > 0: stop (with a checkpoint) after this much wall-clock training time
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    precision: str = "auto"  # "auto" (bf16 on GPU, fp32 on CPU), "bf16", "fp16", "fp32"
+    seed: int = 0
+    log_every: int = 50
+    valid_every: int = 1000
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    max_bad_steps: int = 20  # consecutive non-finite losses before training stops
+    compile: bool = False  # torch.compile the backbone for the training step
+
+
+@dataclass(frozen=True)
+class Recipe:
+    mel: MelConfig = field(default_factory=MelConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+SECTIONS = {"mel": MelConfig, "model": ModelConfig, "diffusion": DiffusionConfig, "data": DataConfig,
+            "train": TrainConfig}
+
+
+def _nearest(key: str, valid) -> str:
+    match = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
+    return f"; did you mean {match[0]!r}?" if match else f"; valid keys: {', '.join(sorted(valid))}"
+
+
+def _check_type(where: str, value, hint):
+    origin = typing.get_origin(hint)
+    options = typing.get_args(hint) if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) \
+        else (hint,)
+    for opt in options:
+        if opt is type(None) and value is None:
+            return value
+        if opt is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if opt is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if opt in (str, bool) and isinstance(value, opt):
+            return value
+    names = " or ".join("null" if o is type(None) else o.__name__ for o in options)
+    raise AudiodiffError(f"recipe key {where}: expected {names}, got {value!r}")
+
+
+def _build(cls, section: str, values: dict):
+    if not isinstance(values, dict):
+        raise AudiodiffError(f"recipe section {section!r} must be a mapping of keys to values, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    if cls is MelConfig:
+        names = names | {"preset"}
+    for key in values:
+        if key not in names:
+            raise AudiodiffError(f"unknown recipe key {section}.{key}{_nearest(key, names)}")
+    checked = {k: _check_type(f"{section}.{k}", v, hints[k]) for k, v in values.items() if k != "preset"}
+    if cls is MelConfig:
+        return mel_config(values.get("preset", "hifigan"), **checked)
+    return cls(**checked)
+
+
+def recipe_from_dict(raw: dict | None) -> Recipe:
+    """Validate a recipe mapping and build the frozen ``Recipe``."""
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        raise AudiodiffError("a recipe must be a YAML mapping with sections mel, model, diffusion, data, train")
+    for key in raw:
+        if key not in SECTIONS:
+            raise AudiodiffError(f"unknown recipe section {key!r}{_nearest(key, SECTIONS)}")
+    return Recipe(**{name: _build(cls, name, raw.get(name, {}) or {}) for name, cls in SECTIONS.items()})
+
+
+def apply_overrides(raw: dict, overrides) -> dict:
+    """Apply ``section.key=value`` strings (values parsed as YAML) to a raw recipe mapping."""
+    raw = {k: dict(v or {}) for k, v in (raw or {}).items()}
+    for item in overrides or ():
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise AudiodiffError(f"--set {item!r}: expected section.key=value, e.g. train.batch_size=8")
+        dotted, value = item.split("=", 1)
+        section, key = dotted.split(".", 1)
+        if section not in SECTIONS:
+            raise AudiodiffError(f"--set {item!r}: unknown section {section!r}{_nearest(section, SECTIONS)}")
+        raw.setdefault(section, {})[key] = yaml.safe_load(value)
+    return raw
+
+
+def load_recipe(path: str | Path, overrides=()) -> Recipe:
+    """Read a YAML recipe (safely), apply ``--set`` overrides, validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudiodiffError(f"recipe {path} not found; give a YAML file such as recipes/speech.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise AudiodiffError(f"recipe {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    return recipe_from_dict(apply_overrides(raw, overrides))
+
+
+def save_recipe(recipe: Recipe, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
