@@ -1,0 +1,115 @@
+"""DiffWave (Kong et al. 2021, "DiffWave: A Versatile Diffusion Model for Audio Synthesis", Fig. 2).
+
+A stack of residual layers with dilated 3-tap convolutions (dilation ``2 ** (i % cycle)``), gated tanh/sigmoid
+units, a per-layer projection of the step embedding, a per-layer 1x1 projection of the upsampled mel, and skip
+connections summed and scaled by ``1 / sqrt(layers)``. BASE: 30 layers, 64 channels, cycle 10; LARGE: 128 channels.
+
+Unlike the reference implementation, whose mel upsampler is hard-wired to hop 256, the upsampler here factors any
+hop size into two transposed-convolution stages (e.g. 256 = 16 x 16, 300 = 15 x 20, 200 = 10 x 20).
+The network maps ``(x_t [B, 1, T], t [B], mel [B, n_mels, T / hop]) -> eps or v [B, 1, T]``; it knows nothing
+of the diffusion process. Pass ``cond=model.upsample(mel)`` to reuse the upsampled mel across sampling steps.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from audiodiff.models.embeddings import ClassEmbedding, StepEmbedding
+
+
+def split_hop(hop: int) -> tuple[int, int]:
+    """Two factors of ``hop`` whose product is ``hop``, as close to sqrt(hop) as possible."""
+    best = 1
+    for f in range(1, int(math.isqrt(hop)) + 1):
+        if hop % f == 0:
+            best = f
+    return best, hop // best
+
+
+class MelUpsampler(nn.Module):
+    """``[B, n_mels, F] -> [B, n_mels, F * hop]`` with two transposed 2-D convolutions (stride f1, then f2)."""
+
+    def __init__(self, hop_length: int):
+        super().__init__()
+        self.hop_length = hop_length
+        self.stages = nn.ModuleList()
+        for f in split_hop(hop_length):
+            if f == 1:
+                continue
+            # Output length (F - 1) * f - 2 * (f // 2) + k = F * f  with  k = f + 2 * (f // 2).
+            self.stages.append(nn.ConvTranspose2d(1, 1, (3, f + 2 * (f // 2)), stride=(1, f), padding=(1, f // 2)))
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        x = mel.unsqueeze(1)  # [B, 1, n_mels, F]
+        for conv in self.stages:
+            x = F.leaky_relu(conv(x), 0.4)
+        return x.squeeze(1)
+
+
+class ResidualLayer(nn.Module):
+    def __init__(self, channels: int, dilation: int, embed_dim: int, n_mels: int | None):
+        super().__init__()
+        self.dilated_conv = nn.Conv1d(channels, 2 * channels, 3, padding=dilation, dilation=dilation)
+        self.step_proj = nn.Linear(embed_dim, channels)
+        self.cond_proj = nn.Conv1d(n_mels, 2 * channels, 1) if n_mels else None
+        self.out_proj = nn.Conv1d(channels, 2 * channels, 1)
+
+    def forward(self, x, emb, cond):
+        # x [B, C, T]; emb [B, E]; cond [B, n_mels, T] or None
+        y = self.dilated_conv(x + self.step_proj(emb).unsqueeze(-1))  # [B, 2C, T]
+        if self.cond_proj is not None:
+            y = y + self.cond_proj(cond)
+        gate, filt = y.chunk(2, dim=1)
+        y = self.out_proj(torch.sigmoid(gate) * torch.tanh(filt))  # [B, 2C, T]
+        residual, skip = y.chunk(2, dim=1)
+        return (x + residual) * (1 / math.sqrt(2)), skip
+
+
+class DiffWave(nn.Module):
+    """The DiffWave backbone; ``n_mels=0`` makes it unconditional, ``num_classes > 0`` class-conditional."""
+
+    def __init__(self, n_mels: int = 80, hop_length: int = 256, residual_layers: int = 30,
+                 residual_channels: int = 64, dilation_cycle: int = 10, embed_dim: int = 512,
+                 num_classes: int = 0):
+        super().__init__()
+        self.n_mels, self.hop_length = n_mels, hop_length
+        self.input_proj = nn.Conv1d(1, residual_channels, 1)
+        self.step_embedding = StepEmbedding(embed_dim)
+        self.class_embedding = ClassEmbedding(num_classes, embed_dim) if num_classes else None
+        self.upsampler = MelUpsampler(hop_length) if n_mels else None
+        self.layers = nn.ModuleList(
+            ResidualLayer(residual_channels, 2 ** (i % dilation_cycle), embed_dim, n_mels or None)
+            for i in range(residual_layers)
+        )
+        self.skip_proj = nn.Conv1d(residual_channels, residual_channels, 1)
+        self.output_proj = nn.Conv1d(residual_channels, 1, 1)
+        nn.init.zeros_(self.output_proj.weight)
+        nn.init.zeros_(self.output_proj.bias)
+
+    def upsample(self, mel: torch.Tensor) -> torch.Tensor:
+        """``[B, n_mels, F] -> [B, n_mels, F * hop]``: the per-call conditioning, reusable across steps."""
+        return self.upsampler(mel)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, mel: torch.Tensor | None = None,
+                class_labels: torch.Tensor | None = None, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """``x [B, 1, T]``, ``t [B]`` -> ``[B, 1, T]``; give ``mel [B, n_mels, T/hop]`` or its ``cond``."""
+        if self.upsampler is not None and cond is None:
+            if mel is None:
+                raise ValueError("this DiffWave is mel-conditioned: pass mel= or cond=")
+            cond = self.upsample(mel)
+        h = F.relu(self.input_proj(x))  # [B, C, T]
+        emb = self.step_embedding(t)  # [B, E]
+        if self.class_embedding is not None:
+            if class_labels is None:
+                class_labels = torch.full((x.shape[0],), -1, device=x.device, dtype=torch.long)
+            emb = emb + self.class_embedding(class_labels)
+        skip = 0
+        for layer in self.layers:
+            h, s = layer(h, emb, cond)
+            skip = skip + s
+        h = F.relu(self.skip_proj(skip * (1 / math.sqrt(len(self.layers)))))
+        return self.output_proj(h)
