@@ -1,0 +1,62 @@
+"""Finding audio files, splitting train/validation, and screening out files that cannot be used."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import soundfile as sf
+
+from audiodiff.audio.io import AUDIO_EXTENSIONS
+from audiodiff.errors import AudiodiffError
+
+
+def find_audio_files(path: str | os.PathLike) -> list[Path]:
+    """Audio files under a folder (recursively, sorted) or listed one per line in a text file."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+        if not files:
+            raise AudiodiffError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {path}; check --data")
+        return files
+    if path.is_file() and path.suffix.lower() in (".txt", ".lst", ".list", ".csv"):
+        lines = [ln.strip().split("|")[0].split(",")[0] for ln in path.read_text().splitlines()]
+        files = [(path.parent / ln) if not Path(ln).is_absolute() else Path(ln) for ln in lines if ln]
+        if not files:
+            raise AudiodiffError(f"file list {path} is empty; expected one audio path per line")
+        return files
+    raise AudiodiffError(
+        f"data path {path} is neither a folder nor a file list (.txt); pass --data DIR or set AUDIODIFF_DATA"
+    )
+
+
+def split_files(path, valid_path=None, valid_files: int = 8) -> tuple[list[Path], list[Path]]:
+    """``(train, valid)``: ``valid_path`` if given, ``path/train`` + ``path/valid`` if both exist, else a stable
+    hash-based hold-out of ``valid_files`` files (the same files whatever the order on disk)."""
+    path = Path(path).expanduser()
+    if valid_path is not None:
+        return find_audio_files(path), find_audio_files(valid_path)
+    if (path / "train").is_dir() and (path / "valid").is_dir():
+        return find_audio_files(path / "train"), find_audio_files(path / "valid")
+    files = find_audio_files(path)
+    if len(files) <= valid_files or valid_files <= 0:
+        return files, []
+    ranked = sorted(files, key=lambda p: hashlib.sha1(p.name.encode()).hexdigest())
+    held = set(ranked[:valid_files])
+    return [f for f in files if f not in held], [f for f in files if f in held]
+
+
+def probe(path: Path) -> str | None:
+    """Why ``path`` can't be used (a short reason), or None if it looks like audio."""
+    try:
+        if path.stat().st_size == 0:
+            return "empty file"
+        info = sf.info(str(path))
+    except FileNotFoundError:
+        return "missing"
+    except Exception as err:  # libsndfile raises several types for junk
+        return f"not readable audio ({str(err).splitlines()[0][:80]})"
+    if info.frames == 0:
+        return "no samples"
+    return None
