@@ -1,0 +1,76 @@
+"""Resumable training checkpoints: written atomically (temporary file, fsync, rename), the last k kept, loaded
+with ``torch.load(weights_only=True)`` so a checkpoint can never run code."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import torch
+
+from audiodiff.errors import AudiodiffError
+
+log = logging.getLogger("audiodiff")
+PATTERN = re.compile(r"^ckpt-(\d{8})\.pt$")
+
+
+def checkpoint_path(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / "checkpoints" / f"ckpt-{step:08d}.pt"
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Checkpoints in ``run_dir`` sorted by step, oldest first."""
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if PATTERN.match(p.name))
+
+
+def save_checkpoint(state: dict, run_dir: Path, step: int, keep: int = 3) -> Path:
+    """Write ``state`` for ``step`` atomically; remove all but the newest ``keep``. Raises ``AudiodiffError``
+    (leaving earlier checkpoints untouched) if the write fails."""
+    path = checkpoint_path(run_dir, step)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as err:
+        raise AudiodiffError(
+            f"could not write checkpoint {path}: {err.strerror or err}; free disk space or fix the folder's "
+            f"permissions, then resume (earlier checkpoints are intact)"
+        ) from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise AudiodiffError(
+            f"{path} is not a loadable audiodiff checkpoint ({str(err).splitlines()[0][:120]}); "
+            f"only checkpoints written by audiodiff train are accepted"
+        ) from None
+
+
+def load_latest(run_dir: Path, map_location="cpu") -> tuple[dict, Path] | tuple[None, None]:
+    """The newest checkpoint that loads (an unreadable newer one is reported and skipped)."""
+    for path in reversed(list_checkpoints(run_dir)):
+        try:
+            return load_checkpoint(path, map_location), path
+        except AudiodiffError as err:
+            log.warning("skipping %s", err)
+    return None, None

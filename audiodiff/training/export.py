@@ -1,0 +1,32 @@
+"""Turn a training run (resumable checkpoint) into an inference artefact (EMA weights + config.json)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from audiodiff.config import recipe_from_dict
+from audiodiff.errors import AudiodiffError
+from audiodiff.factory import build_backbone
+from audiodiff.training.checkpoint import load_checkpoint, load_latest
+
+
+def export(run_dir: str | Path, out_dir: str | Path, checkpoint: str | Path | None = None,
+           fp16: bool = False) -> Path:
+    """Write the EMA weights of the newest (or the given) checkpoint of ``run_dir`` as a model directory."""
+    from audiodiff.vocoder import Vocoder
+
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    if checkpoint is not None:
+        state, path = load_checkpoint(Path(checkpoint)), Path(checkpoint)
+    else:
+        state, path = load_latest(run_dir)
+    if state is None:
+        raise AudiodiffError(f"no checkpoint in {run_dir}/checkpoints; train first with `audiodiff train`")
+    if out_dir.resolve() == run_dir.resolve():
+        raise AudiodiffError("the export directory must differ from the run directory")
+    recipe = recipe_from_dict(state["recipe"])
+    net = build_backbone(recipe.model, recipe.mel)
+    net.load_state_dict(state["ema"]["model"])
+    voc = Vocoder(net, recipe.mel, recipe.model, recipe.diffusion)
+    voc.save_pretrained(out_dir, fp16=fp16)
+    return out_dir

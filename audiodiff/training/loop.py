@@ -1,0 +1,229 @@
+"""The training loop, top to bottom: build, resume, then step / log / validate / checkpoint.
+
+DiffWave training (Kong et al. 2021, Algorithm 1) with the usual modern kit: AdamW, linear warm-up, bf16 or fp16
+autocast on GPU, gradient clipping, an EMA of the weights, TensorBoard logs with a synthesised validation sample,
+atomic checkpoints every N steps, and automatic resume from the run directory. The mel is computed on the device
+from the crop's padded segment (see ``data/dataset.py``), so no feature files are ever stale.
+
+Randomness is a pure function of ``(seed, step, rank)``: the batch, the noise levels and the noise of step ``s``
+are the same whether or not the run was interrupted before it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from torch.utils.data import DataLoader
+
+from audiodiff.audio.mel import MelSpectrogram
+from audiodiff.config import Recipe, recipe_from_dict, save_recipe
+from audiodiff.data import AudioCrops, StepBatchSampler, split_files
+from audiodiff.errors import AudiodiffError
+from audiodiff.factory import build_backbone, build_denoiser
+from audiodiff.training import checkpoint as ckpt
+from audiodiff.training import distributed
+from audiodiff.training.ema import EMA
+from audiodiff.training.validate import validate
+
+log = logging.getLogger("audiodiff")
+DATA_ENV = "AUDIODIFF_DATA"
+
+
+class Interrupted(Exception):
+    """Raised after SIGINT/SIGTERM once a checkpoint has been saved."""
+
+
+def resolve_data(recipe: Recipe) -> str:
+    path = recipe.data.path or os.environ.get(DATA_ENV)
+    if not path:
+        raise AudiodiffError(f"no training data: pass --data DIR, set data.path in the recipe or ${DATA_ENV}")
+    return path
+
+
+def check_resume_compatible(run_dir: Path, recipe: Recipe) -> None:
+    """Refuse to resume a run whose model, mel or diffusion settings differ from the recipe's."""
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        return
+    saved = recipe_from_dict(yaml.safe_load(saved_path.read_text()))
+    for section in ("mel", "model", "diffusion"):
+        if getattr(saved, section) != getattr(recipe, section):
+            raise AudiodiffError(
+                f"{run_dir} holds a run with different {section} settings; use a new --run-dir or the same recipe"
+            )
+
+
+def precision_dtype(precision: str, device: torch.device):
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
+
+
+def step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed((seed * 1_000_003 + step) * 1009 + rank)
+    return g
+
+
+def make_loader(dataset, batch_size: int, start: int, dist, workers: int, steps=None) -> DataLoader:
+    sampler = StepBatchSampler(batch_size, start, dist.rank, dist.world, steps)
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=dist.device.type == "cuda",
+                      persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
+
+
+def train_step(denoiser, mel_fn, batch, gen, device, amp_dtype, recipe: Recipe):
+    audio = batch["audio"].to(device, non_blocking=True).unsqueeze(1)  # [B, 1, N * hop]
+    segment = batch["segment"].to(device, non_blocking=True)
+    with torch.no_grad():
+        mel = mel_fn(segment, pad=False)  # [B, n_mels, N]
+    sigma = denoiser.sample_training_sigma(audio.shape[0], generator=gen)
+    noise = torch.randn(audio.shape, generator=gen, device=device)
+    cond = {"mel": mel} if recipe.model.conditional else {}
+    if recipe.model.num_classes:
+        cond["class_labels"] = batch["label"].to(device)
+    with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        return denoiser.loss(audio, sigma, noise, **cond).mean()
+
+
+def train(recipe: Recipe, run_dir: str | Path, *, device: str | None = None, progress: bool = True) -> Path:
+    """Train (or resume) in ``run_dir``; returns the path of the last checkpoint."""
+    run_dir = Path(run_dir)
+    dist = distributed.setup(device)
+    tc = recipe.train
+    data_path = resolve_data(recipe)
+    check_resume_compatible(run_dir, recipe)
+    if dist.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_recipe(recipe, run_dir / "config.yaml")  # resolved config, before step 0
+
+    # Build.
+    train_files, valid_files = split_files(data_path, recipe.data.valid_path, recipe.data.valid_files)
+    dataset = AudioCrops(train_files, recipe.mel, recipe.data.crop_frames, seed=tc.seed, progress=progress)
+    valid_set = AudioCrops(valid_files, recipe.mel, recipe.data.crop_frames, seed=tc.seed + 1) \
+        if valid_files else None
+    net = build_backbone(recipe.model, recipe.mel).to(dist.device)
+    ema = EMA(net, tc.ema_decay)
+    fused = dist.device.type == "cuda"
+    opt = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, fused=fused)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, tc.warmup_steps)))
+    amp_dtype = precision_dtype(tc.precision, dist.device)
+    scaler = torch.amp.GradScaler(dist.device.type, enabled=amp_dtype == torch.float16)
+    mel_fn = MelSpectrogram(recipe.mel).to(dist.device)
+
+    # Resume.
+    step, elapsed, last_ckpt = 0, 0.0, None
+    state, path = ckpt.load_latest(run_dir, map_location=dist.device)
+    if state is not None:
+        net.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        step, elapsed, last_ckpt = int(state["step"]), float(state["elapsed"]), path
+        if dist.main:
+            log.info("resumed from %s at step %d", path, step)
+    model = torch.compile(net) if tc.compile else net
+    if dist.world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dist.device.index]
+                                                          if dist.device.type == "cuda" else None)
+    denoiser = build_denoiser(model, recipe.diffusion)
+
+    writer = None
+    if dist.main:
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(str(run_dir / "logs"))
+        log.info("training on %d files (%.1f min), validating on %d; %d parameters; device %s",
+                 len(dataset.audio), dataset.seconds / 60, len(valid_set.audio) if valid_set else 0,
+                 sum(p.numel() for p in net.parameters()), dist.device)
+
+    def state_dict() -> dict:
+        return {"step": step, "elapsed": elapsed, "model": net.state_dict(), "ema": ema.state_dict(),
+                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
+                "recipe": recipe.to_dict()}
+
+    def save() -> Path:
+        nonlocal last_ckpt
+        if dist.main:
+            last_ckpt = ckpt.save_checkpoint(state_dict(), run_dir, step, tc.keep_checkpoints)
+        return last_ckpt
+
+    stop = {"signal": None}
+    old_handlers = {s: signal.signal(s, lambda n, _: stop.update(signal=n)) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    # Loop.
+    remaining = max(0, tc.max_steps - step)
+    loader = make_loader(dataset, tc.batch_size, step, dist, recipe.data.num_workers, steps=remaining)
+    bar = None
+    if dist.main and progress:
+        from tqdm import tqdm
+        bar = tqdm(total=tc.max_steps, initial=step, unit="step", dynamic_ncols=True, desc="train")
+    bad_steps, t0, window = 0, time.perf_counter() - elapsed, []
+    t_log = time.perf_counter()
+    net.train()
+    try:
+        for batch in loader:
+            gen = step_generator(tc.seed, step, dist.rank, dist.device)
+            loss = train_step(denoiser, mel_fn, batch, gen, dist.device, amp_dtype, recipe)
+            if not distributed.all_finite(loss.detach(), dist.world):
+                bad_steps += 1
+                opt.zero_grad(set_to_none=True)
+                log.warning("step %d: non-finite loss (%s); step skipped", step, loss.item())
+                if bad_steps >= tc.max_bad_steps:
+                    where = f"the last good checkpoint is {last_ckpt}" if last_ckpt else "no checkpoint was saved"
+                    raise AudiodiffError(f"training diverged: {bad_steps} non-finite losses in a row at step "
+                                         f"{step}; {where}; lower train.lr or check the data")
+                step += 1
+                continue
+            bad_steps = 0
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            ema.update(net)
+            step += 1
+            elapsed = time.perf_counter() - t0
+            window.append(loss.detach())
+            if step % tc.log_every == 0 and dist.main:
+                mean_loss = torch.stack(window).mean().item()
+                window.clear()
+                writer.add_scalar("train/loss", mean_loss, step)
+                writer.add_scalar("train/grad_norm", grad_norm.item(), step)
+                writer.add_scalar("train/lr", sched.get_last_lr()[0], step)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{mean_loss:.4f}")
+                else:
+                    log.info("step %d  loss %.4f  %.2f steps/s  %.1f min", step, mean_loss,
+                             tc.log_every / max(1e-9, time.perf_counter() - t_log), elapsed / 60)
+                t_log = time.perf_counter()
+            if bar is not None:
+                bar.update(1)
+            if step % tc.valid_every == 0 and dist.main and valid_set is not None:
+                validate(ema.model, recipe, valid_set, mel_fn, writer, step, dist.device)
+            if step % tc.checkpoint_every == 0:
+                save()
+            out_of_time = tc.max_minutes > 0 and elapsed > tc.max_minutes * 60
+            if stop["signal"] is not None or out_of_time:
+                break
+        if step != (int(last_ckpt.stem.split("-")[1]) if last_ckpt else -1):
+            save()
+        if stop["signal"] is not None:
+            raise Interrupted(f"stopped by signal {stop['signal']} at step {step}; checkpoint {last_ckpt}; "
+                              f"run the same command to resume")
+    finally:
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+        if bar is not None:
+            bar.close()
+        if writer is not None:
+            writer.close()
+        distributed.teardown()
+    return last_ckpt

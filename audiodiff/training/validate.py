@@ -1,0 +1,70 @@
+"""Validation during training: the loss on fixed held-out crops, and one synthesised sample for TensorBoard."""
+
+from __future__ import annotations
+
+import io
+
+import torch
+
+from audiodiff.config import Recipe
+from audiodiff.factory import build_denoiser
+
+VALID_ITEMS = 16
+
+
+def spectrogram_png(mel: torch.Tensor, title: str):
+    """A mel ``[n_mels, F]`` rendered as an image tensor ``[3, H, W]`` for TensorBoard."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from PIL import Image
+
+    fig, ax = plt.subplots(figsize=(8, 3), dpi=80)
+    ax.imshow(mel.float().cpu().numpy(), origin="lower", aspect="auto", interpolation="none")
+    ax.set_title(title)
+    ax.set_xlabel("frame")
+    ax.set_ylabel("mel band")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    img = np.asarray(Image.open(buf).convert("RGB"))
+    return torch.from_numpy(img).permute(2, 0, 1)
+
+
+@torch.no_grad()
+def validate(model, recipe: Recipe, valid_set, mel_fn, writer, step: int, device) -> float:
+    """Log the validation loss (fixed crops, noise levels and noise) and one 6-step sample; returns the loss."""
+    from audiodiff.vocoder import Vocoder
+
+    was_training = model.training
+    model.eval()
+    denoiser = build_denoiser(model, recipe.diffusion)
+    batch = [valid_set[i] for i in range(VALID_ITEMS)]
+    audio = torch.stack([b["audio"] for b in batch]).to(device).unsqueeze(1)
+    mel = mel_fn(torch.stack([b["segment"] for b in batch]).to(device), pad=False)
+    gen = torch.Generator(device=device).manual_seed(1234)
+    sigma = denoiser.sample_training_sigma(len(batch), generator=gen)
+    noise = torch.randn(audio.shape, generator=gen, device=device)
+    cond = {"mel": mel} if recipe.model.conditional else {}
+    loss = denoiser.loss(audio, sigma, noise, **cond).mean().item()
+    writer.add_scalar("valid/loss", loss, step)
+    if recipe.model.conditional:
+        voc = Vocoder(model, recipe.mel, recipe.model, recipe.diffusion)
+        wav = voc(mel[:1], seed=0)[0]
+        writer.add_audio("valid/generated", wav.clamp(-1, 1).cpu(), step, sample_rate=recipe.mel.sample_rate)
+        writer.add_image("valid/mel_generated", spectrogram_png(voc.mel(wav), f"generated, step {step}"), step)
+        if step == recipe.train.valid_every:
+            writer.add_audio("valid/original", audio[0, 0].cpu(), step, sample_rate=recipe.mel.sample_rate)
+            writer.add_image("valid/mel_original", spectrogram_png(mel[0], "original"), step)
+        try:
+            from audiodiff.eval.metrics import reference_distance
+
+            writer.add_scalar("valid/distance", reference_distance(audio[0, 0].cpu().numpy(),
+                                                                   wav.cpu().numpy()), step)
+        except ImportError:
+            pass
+    model.train(was_training)
+    return loss

@@ -1,0 +1,212 @@
+"""``Vocoder``: mel-spectrogram in, waveform out. The object a TTS pipeline imports.
+
+    voc = Vocoder.from_pretrained()            # the bundled speech vocoder, or from_pretrained("my-export/")
+    wav = voc(mel)                              # mel [n_mels, frames] or [B, n_mels, frames], numpy or torch
+
+An exported model is a directory with ``config.json`` (mel, model and diffusion settings, tuned schedules) and
+``model.safetensors`` (EMA weights); nothing is unpickled. Long mels are synthesised in overlapping chunks with
+linear cross-fades; the noise of every sample is a function of its position (``diffusion/noise.py``), so chunked
+and whole synthesis agree away from chunk edges and memory stays bounded by the chunk size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from audiodiff.audio.mel import MelConfig, MelSpectrogram
+from audiodiff.config import DiffusionConfig, ModelConfig
+from audiodiff.diffusion import SAMPLERS, prior, sigmas_for
+from audiodiff.diffusion.noise import positional_noise
+from audiodiff.errors import AudiodiffError
+from audiodiff.factory import build_backbone, build_denoiser
+
+PRETRAINED = Path(__file__).parent / "pretrained"
+DEFAULT_MODEL = PRETRAINED / "speech-22k"
+FORMAT = "audiodiff-vocoder"
+
+
+def check_mel(mel, n_mels: int) -> tuple[torch.Tensor, bool]:
+    """Validate a mel and return ``([B, n_mels, F] float32 tensor, was_batched)``; errors say what to fix."""
+    if isinstance(mel, np.ndarray):
+        if not (np.issubdtype(mel.dtype, np.floating)):
+            raise AudiodiffError(f"mel has dtype {mel.dtype}; expected float log-mel values "
+                                 f"(convert with mel.astype(np.float32))")
+        mel = torch.from_numpy(np.ascontiguousarray(mel))
+    elif not isinstance(mel, torch.Tensor):
+        raise AudiodiffError(f"mel must be a numpy array or torch tensor, got {type(mel).__name__}")
+    if not mel.is_floating_point():
+        raise AudiodiffError(f"mel has dtype {mel.dtype}; expected float log-mel values (convert with .float())")
+    if mel.ndim not in (2, 3):
+        raise AudiodiffError(f"mel has {mel.ndim} dimensions {tuple(mel.shape)}; expected [{n_mels}, frames] "
+                             f"or [batch, {n_mels}, frames]")
+    batched = mel.ndim == 3
+    mel = mel if batched else mel.unsqueeze(0)
+    if mel.shape[1] != n_mels:
+        if mel.shape[2] == n_mels:
+            raise AudiodiffError(f"mel looks transposed: shape {tuple(mel.shape[1:])} is [frames, bands]; "
+                                 f"expected [{n_mels}, frames]; pass mel.T")
+        raise AudiodiffError(f"mel has {mel.shape[1]} bands; this model expects {n_mels} "
+                             f"(shape [{n_mels}, frames]); make the mel with the model's preset")
+    if mel.shape[2] == 0:
+        raise AudiodiffError("mel has 0 frames; expected at least one frame")
+    if not torch.isfinite(mel).all():
+        raise AudiodiffError("mel contains NaN or infinite values; check the acoustic model's output")
+    return mel.float(), batched
+
+
+def _fade(n: int, device) -> torch.Tensor:
+    return (torch.arange(n, device=device, dtype=torch.float32) + 0.5) / n  # complementary with 1 - fade
+
+
+class Vocoder:
+    """A mel-conditioned diffusion vocoder: backbone, diffusion settings and mel convention together."""
+
+    def __init__(self, net: torch.nn.Module, mel: MelConfig, model: ModelConfig, diffusion: DiffusionConfig,
+                 tuned_schedules: dict | None = None, sampler: str | None = None, steps: int | None = None,
+                 chunk_frames: int = 1024, overlap_frames: int = 32, max_batch: int = 16,
+                 precision: str = "fp32"):
+        self.net = net.eval().requires_grad_(False)
+        self.mel_config, self.model_config, self.diffusion_config = mel, model, diffusion
+        self.tuned_schedules = dict(tuned_schedules or {})
+        self.sampler = sampler or diffusion.sampler
+        self.steps = steps or diffusion.sample_steps
+        if self.sampler not in SAMPLERS:
+            raise AudiodiffError(f"unknown sampler {self.sampler!r}; choose one of {sorted(SAMPLERS)}")
+        self.chunk_frames, self.overlap_frames, self.max_batch = chunk_frames, overlap_frames, max_batch
+        if precision not in ("fp32", "bf16"):
+            raise AudiodiffError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        self.precision = precision
+        if not 0 <= 2 * overlap_frames < chunk_frames:
+            raise AudiodiffError("need 0 <= 2 * overlap_frames < chunk_frames")
+        self.denoiser = build_denoiser(self.net, diffusion)
+        self._mel_fn = MelSpectrogram(mel)
+
+    # --- properties -------------------------------------------------------------------------------------------
+    @property
+    def sample_rate(self) -> int:
+        return self.mel_config.sample_rate
+
+    @property
+    def hop_length(self) -> int:
+        return self.mel_config.hop_length
+
+    @property
+    def n_mels(self) -> int:
+        return self.mel_config.n_mels
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    def to(self, device) -> "Vocoder":
+        self.net.to(device)
+        self._mel_fn.to(device)
+        return self
+
+    # --- persistence ------------------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None, device=None, **kwargs) -> "Vocoder":
+        """Load an exported model directory (default: the speech vocoder bundled with audiodiff)."""
+        from safetensors.torch import load_file
+
+        path = Path(path) if path is not None else DEFAULT_MODEL
+        cfg_path, weights = path / "config.json", path / "model.safetensors"
+        if not cfg_path.is_file() or not weights.is_file():
+            hint = "this install ships no default model; pass --model" if path == DEFAULT_MODEL else "pass"
+            raise AudiodiffError(f"{path} is not an audiodiff model (needs config.json and model.safetensors); "
+                                 f"{hint} a directory made by `audiodiff export`")
+        try:
+            cfg = json.loads(cfg_path.read_text())
+            if cfg.get("format") != FORMAT:
+                raise ValueError(f"format is {cfg.get('format')!r}, not {FORMAT!r}")
+            mel, model = MelConfig(**cfg["mel"]), ModelConfig(**cfg["model"])
+            diffusion = DiffusionConfig(**cfg["diffusion"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise AudiodiffError(f"{cfg_path}: not a valid audiodiff model config ({err})") from None
+        net = build_backbone(model, mel)
+        try:
+            state = load_file(str(weights))
+            net.load_state_dict({k: v.float() for k, v in state.items()})
+        except Exception as err:
+            raise AudiodiffError(f"{weights}: weights do not load into the model its config describes "
+                                 f"({str(err).splitlines()[0][:160]}); re-export the model") from None
+        voc = cls(net, mel, model, diffusion, cfg.get("tuned_schedules"), **kwargs)
+        return voc.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    def save_pretrained(self, path: str | Path, fp16: bool = False) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` (the weights this object holds) to ``path``."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        dtype = torch.float16 if fp16 else torch.float32
+        state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in self.net.state_dict().items()}
+        save_file(state, str(path / "model.safetensors"))
+        cfg = {"format": FORMAT, "mel": dataclasses.asdict(self.mel_config),
+               "model": dataclasses.asdict(self.model_config),
+               "diffusion": dataclasses.asdict(self.diffusion_config), "tuned_schedules": self.tuned_schedules}
+        (path / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+        return path
+
+    # --- inference --------------------------------------------------------------------------------------------
+    def mel(self, audio) -> torch.Tensor:
+        """The model's own mel of ``audio [T]`` or ``[B, T]`` at the model's rate (for copy-synthesis)."""
+        audio = torch.as_tensor(np.asarray(audio) if not isinstance(audio, torch.Tensor) else audio)
+        with torch.no_grad():
+            return self._mel_fn(audio.float().to(self.device))
+
+    @torch.no_grad()
+    def __call__(self, mel, steps: int | None = None, sampler: str | None = None,
+                 generator: torch.Generator | None = None, seed: int | None = None, betas=None):
+        """Waveform ``[T]`` (or ``[B, T]`` for a batched mel) at ``sample_rate``, numpy for numpy input."""
+        was_numpy = isinstance(mel, np.ndarray)
+        mel_t, batched = check_mel(mel, self.n_mels)
+        sampler = sampler or self.sampler
+        if sampler not in SAMPLERS:
+            raise AudiodiffError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
+        if seed is None:
+            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator).item())
+        sigmas = sigmas_for(sampler, steps or self.steps, self.denoiser.schedule, betas, self.tuned_schedules)
+        wav = self._synthesize(mel_t.to(self.device), sampler, sigmas, seed)
+        wav = wav if batched else wav[0]
+        return wav.cpu().numpy() if was_numpy else wav
+
+    def _chunks(self, frames: int) -> list[tuple[int, int]]:
+        if frames <= self.chunk_frames:
+            return [(0, frames)]
+        stride = self.chunk_frames - self.overlap_frames
+        starts = list(range(0, frames - self.overlap_frames, stride))
+        return [(s, min(s + self.chunk_frames, frames)) for s in starts]
+
+    def _synthesize(self, mel: torch.Tensor, sampler: str, sigmas: torch.Tensor, seed: int) -> torch.Tensor:
+        B, _, F = mel.shape
+        hop, ov = self.hop_length, self.overlap_frames * self.hop_length
+        chunks = self._chunks(F)
+        out = torch.zeros(B, F * hop, device=mel.device)
+        jobs = [(b, a, e) for (a, e) in chunks for b in range(B)]  # (row, first frame, end frame)
+        for i in range(0, len(jobs), self.max_batch):
+            group = jobs[i:i + self.max_batch]
+            length = max(e - a for _, a, e in group)
+            part = torch.stack([torch.nn.functional.pad(mel[b, :, a:e], (0, length - (e - a)), mode="replicate")
+                                for b, a, e in group])  # [G, n_mels, length]
+            rows = torch.tensor([b for b, _, _ in group], device=mel.device)
+            offsets = torch.tensor([a * hop for _, a, _ in group], device=mel.device)
+            noise = positional_noise(seed, offsets, rows)
+            x = prior((len(group), 1, length * hop), float(sigmas[0]), device=mel.device, noise_sampler=noise)
+            extra = {"cond": self.net.upsample(part)} if self.model_config.conditional else {}
+            with torch.autocast(mel.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
+                y = SAMPLERS[sampler](self.denoiser, x, sigmas, noise_sampler=noise, extra_args=extra)
+            y = y.clamp(-1, 1)[:, 0]
+            for (b, a, e), wave in zip(group, y):
+                wave = wave[: (e - a) * hop].clone()
+                if a > 0 and ov:
+                    wave[:ov] *= _fade(ov, wave.device)
+                if e < F and ov:
+                    wave[-ov:] *= 1 - _fade(ov, wave.device)
+                out[b, a * hop: e * hop] += wave
+        return out
