@@ -1,0 +1,188 @@
+"""Objective metrics for vocoder copy-synthesis: a reference waveform against its resynthesis.
+
+Every function takes 1-D float arrays, reference first and estimate second, both at sample rate ``sr``;
+both are trimmed to the shorter length first. Lower is better unless a docstring says otherwise.
+
+- ``reference_distance``: the project's reference-table distance: mean over three STFT resolutions of spectral
+  convergence plus mean |log(|STFT| + 1e-7)| difference.
+- ``mrstft_distance``: the multi-resolution STFT loss of Parallel WaveGAN (Yamamoto et al., 2020, Eqs. 4-6,
+  resolutions of their Table 1), with its reference implementation's details: reflect padding and magnitudes
+  ``sqrt(max(|STFT|^2, 1e-7))`` (kan-bayashi/ParallelWaveGAN, ``losses/stft_loss.py``).
+- ``log_mel_l1``: L1 between log magnitude mel spectra, as in HiFi-GAN's "Mel-Spec. error" (Kong et al., 2020).
+- ``mel_cepstral_distortion``: MCD (Kubichek, 1993) in dB on mel-frequency cepstra, c0 excluded.
+- ``f0_metrics``: F0 RMSE in cents and voiced/unvoiced error from pYIN (Mauch & Dixon, 2014).
+- ``pesq_wb`` / ``stoi``: ITU-T P.862.2 wide-band PESQ and STOI (Taal et al., 2011) through the optional
+  ``pesq`` and ``pystoi`` packages (``pip install audiodiff[metrics]``); higher is better; None when missing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+
+import librosa
+import numpy as np
+
+# (n_fft, hop_length, win_length)
+REFERENCE_RESOLUTIONS = ((512, 128, 512), (1024, 256, 1024), (2048, 512, 2048))
+PWG_RESOLUTIONS = ((512, 50, 240), (1024, 120, 600), (2048, 240, 1200))
+LOG_STFT_FLOOR = 1e-7
+LOG_MEL_FLOOR = 1e-5
+METRIC_KEYS = ("reference_distance", "mrstft", "log_mel_l1", "mcd_db", "f0_rmse_cents", "vuv_error",
+               "pesq_wb", "stoi")  # the keys of all_metrics, in order
+MCD_SCALE = 10.0 * math.sqrt(2.0) / math.log(10.0)  # (10 / ln 10) * sqrt(2) dB per natural-log cepstral unit
+
+
+def _trim(ref: np.ndarray, est: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ref, est = np.asarray(ref, dtype=np.float64), np.asarray(est, dtype=np.float64)
+    if ref.ndim != 1 or est.ndim != 1:
+        raise ValueError(f"metrics take 1-D waveforms, got shapes {ref.shape} and {est.shape}; pass one channel")
+    n = min(len(ref), len(est))
+    if n == 0:
+        raise ValueError("a waveform is empty; pass at least one sample of reference and estimate")
+    return ref[:n], est[:n]
+
+
+def stft_terms(
+    ref: np.ndarray, est: np.ndarray, n_fft: int, hop_length: int, win_length: int | None = None,
+    style: str = "reference",
+) -> tuple[float, float]:
+    """(spectral convergence, mean |log-magnitude difference|) at one STFT resolution.
+
+    ``style="reference"``: librosa.stft defaults (Hann, centred, zero padding), log(|S| + 1e-7), SC on |S|.
+    ``style="pwg"``: Parallel WaveGAN: reflect padding, |S| = sqrt(max(|S|^2, 1e-7)) for both SC and log.
+    """
+    if style not in ("reference", "pwg"):
+        raise ValueError(f"unknown style {style!r}; use 'reference' or 'pwg'")
+    ref, est = _trim(ref, est)
+    pad_mode = "reflect" if style == "pwg" else "constant"
+    y, x = (np.abs(librosa.stft(s, n_fft=n_fft, hop_length=hop_length, win_length=win_length,
+                                window="hann", pad_mode=pad_mode)) for s in (ref, est))  # [F, frames]
+    if style == "pwg":
+        y, x = np.sqrt(np.maximum(y**2, LOG_STFT_FLOOR)), np.sqrt(np.maximum(x**2, LOG_STFT_FLOOR))
+        log_y, log_x = np.log(y), np.log(x)
+    else:
+        log_y, log_x = np.log(y + LOG_STFT_FLOOR), np.log(x + LOG_STFT_FLOOR)
+    sc = np.linalg.norm(y - x) / np.linalg.norm(y)  # Frobenius norms; PWG Eq. 5
+    return float(sc), float(np.mean(np.abs(log_y - log_x)))  # PWG Eq. 6
+
+
+def _multi_resolution(ref: np.ndarray, est: np.ndarray, resolutions, style: str) -> float:
+    return float(np.mean([sum(stft_terms(ref, est, *r, style=style)) for r in resolutions]))
+
+
+def reference_distance(ref: np.ndarray, est: np.ndarray) -> float:
+    """Reference-table distance: mean over 512/128, 1024/256, 2048/512 of SC + mean |log(|S|+1e-7) diff|."""
+    return _multi_resolution(ref, est, REFERENCE_RESOLUTIONS, "reference")
+
+
+def mrstft_distance(ref: np.ndarray, est: np.ndarray) -> float:
+    """Parallel WaveGAN multi-resolution STFT loss (SC + log-magnitude), mean over its three resolutions."""
+    return _multi_resolution(ref, est, PWG_RESOLUTIONS, "pwg")
+
+
+def _log_mel(x: np.ndarray, sr: int, n_fft: int, hop: int, n_mels: int, fmax: float | None) -> np.ndarray:
+    # magnitude (power=1) Slaney mel, natural log with an additive floor: [n_mels, frames]
+    mel = librosa.feature.melspectrogram(y=x, sr=sr, n_fft=n_fft, hop_length=hop, n_mels=n_mels, fmax=fmax,
+                                         power=1.0, htk=False, norm="slaney")
+    return np.log(mel + LOG_MEL_FLOOR)
+
+
+def log_mel_l1(
+    ref: np.ndarray, est: np.ndarray, sr: int, n_fft: int = 1024, hop: int = 256, n_mels: int = 80,
+    fmax: float | None = None,
+) -> float:
+    """Mean |log(mel_ref + 1e-5) - log(mel_est + 1e-5)| on Slaney magnitude mel spectra."""
+    ref, est = _trim(ref, est)
+    return float(np.mean(np.abs(_log_mel(ref, sr, n_fft, hop, n_mels, fmax) - _log_mel(est, sr, n_fft, hop,
+                                                                                          n_mels, fmax))))
+
+
+def mcd_from_cepstra(c_ref: np.ndarray, c_est: np.ndarray) -> float:
+    """MCD in dB from aligned cepstra of shape [frames, 1 + D] (column 0 is c0, excluded).
+
+    MCD = (10 sqrt(2) / ln 10) * mean_t sqrt(sum_{d=1..D} (c_ref[t, d] - c_est[t, d])^2).
+    """
+    c_ref, c_est = np.asarray(c_ref, dtype=np.float64), np.asarray(c_est, dtype=np.float64)
+    if c_ref.shape != c_est.shape or c_ref.ndim != 2:
+        raise ValueError(f"cepstra must both be [frames, 1 + D], got {c_ref.shape} and {c_est.shape}")
+    diff = c_ref[:, 1:] - c_est[:, 1:]
+    return float(MCD_SCALE * np.mean(np.sqrt(np.sum(diff**2, axis=1))))
+
+
+def mel_cepstral_distortion(
+    ref: np.ndarray, est: np.ndarray, sr: int, n_mfcc: int = 13, n_fft: int = 1024, hop: int = 256,
+    n_mels: int = 80,
+) -> float:
+    """MCD in dB on mel cepstra c1..c{n_mfcc-1}; frames paired one-to-one (no DTW).
+
+    Cepstra: orthonormal DCT-II (librosa.feature.mfcc, no lifter) of the natural log of the Slaney magnitude
+    mel spectrum used by ``log_mel_l1`` (floor 1e-5), so the dB constant applies to natural-log units.
+    Copy-synthesis output is time-aligned with its reference, hence no DTW; do not use this on unaligned
+    audio. These are mel-filterbank cepstra, not SPTK mel-generalised cepstra: compare values only within
+    this definition.
+    """
+    ref, est = _trim(ref, est)
+    c_ref, c_est = (librosa.feature.mfcc(S=_log_mel(s, sr, n_fft, hop, n_mels, None), n_mfcc=n_mfcc,
+                                         dct_type=2, norm="ortho", lifter=0) for s in (ref, est))
+    return mcd_from_cepstra(c_ref.T, c_est.T)
+
+
+def f0_metrics(
+    ref: np.ndarray, est: np.ndarray, sr: int, fmin: float = 65.0, fmax: float = 500.0, hop: int = 256,
+) -> dict[str, float]:
+    """pYIN F0 on both: ``f0_rmse_cents`` over frames voiced in both (nan if none), ``vuv_error`` rate.
+
+    pYIN's F0 lies on its 10-cent grid (resolution 0.1 semitone), which bounds the RMSE's precision.
+    """
+    ref, est = _trim(ref, est)
+    (f_ref, v_ref, _), (f_est, v_est, _) = (librosa.pyin(s, fmin=fmin, fmax=fmax, sr=sr, hop_length=hop)
+                                            for s in (ref, est))
+    both = v_ref & v_est & np.isfinite(f_ref) & np.isfinite(f_est)
+    cents = 1200.0 * np.log2(f_est[both] / f_ref[both])
+    rmse = float(np.sqrt(np.mean(cents**2))) if both.any() else float("nan")
+    return {"f0_rmse_cents": rmse, "vuv_error": float(np.mean(v_ref != v_est))}
+
+
+def optional_metrics_available() -> dict[str, bool]:
+    """Which optional metric packages are importable: {"pesq": ..., "stoi": ...}."""
+    return {"pesq": _importable("pesq"), "stoi": _importable("pystoi")}
+
+
+def _importable(name: str) -> bool:
+    try:  # a real import, not find_spec: an installed package whose C extension fails to load counts as missing
+        importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
+
+
+def pesq_wb(ref: np.ndarray, est: np.ndarray, sr: int) -> float | None:
+    """Wide-band PESQ (MOS-LQO, higher is better) at 16 kHz; None when ``pesq`` is not installed."""
+    if not optional_metrics_available()["pesq"]:
+        return None
+    ref, est = _trim(ref, est)
+    if sr != 16000:
+        ref, est = (librosa.resample(s, orig_sr=sr, target_sr=16000) for s in (ref, est))
+    return float(importlib.import_module("pesq").pesq(16000, ref, est, "wb"))
+
+
+def stoi(ref: np.ndarray, est: np.ndarray, sr: int) -> float | None:
+    """STOI (0..1, higher is better); None when ``pystoi`` is not installed. pystoi resamples to 10 kHz."""
+    if not optional_metrics_available()["stoi"]:
+        return None
+    ref, est = _trim(ref, est)
+    return float(importlib.import_module("pystoi").stoi(ref, est, sr, extended=False))
+
+
+def all_metrics(ref: np.ndarray, est: np.ndarray, sr: int) -> dict[str, float | None]:
+    """Every metric above with default settings, under stable keys (see ``METRIC_KEYS``)."""
+    return {
+        "reference_distance": reference_distance(ref, est),
+        "mrstft": mrstft_distance(ref, est),
+        "log_mel_l1": log_mel_l1(ref, est, sr),
+        "mcd_db": mel_cepstral_distortion(ref, est, sr),
+        **f0_metrics(ref, est, sr),
+        "pesq_wb": pesq_wb(ref, est, sr),
+        "stoi": stoi(ref, est, sr),
+    }
