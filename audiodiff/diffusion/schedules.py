@@ -94,7 +94,9 @@ def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) 
                          f"{sigma_max}")
     ramp = torch.linspace(0, 1, n, dtype=torch.float64) if n > 1 else torch.zeros(1, dtype=torch.float64)
     lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
-    return (hi + ramp * (lo - hi)) ** rho
+    sigmas = (hi + ramp * (lo - hi)) ** rho
+    sigmas[0], sigmas[-1] = sigma_max, sigma_min if n > 1 else sigma_max  # exact endpoints despite the rho-th powers
+    return sigmas
 
 
 def loglinear_sigmas(n: int, sigma_min: float, sigma_max: float) -> torch.Tensor:
@@ -103,7 +105,9 @@ def loglinear_sigmas(n: int, sigma_min: float, sigma_max: float) -> torch.Tensor
         raise ValueError(f"loglinear_sigmas needs n >= 1 and 0 < sigma_min <= sigma_max, got {n}, {sigma_min}, "
                          f"{sigma_max}")
     ramp = torch.linspace(0, 1, n, dtype=torch.float64) if n > 1 else torch.zeros(1, dtype=torch.float64)
-    return torch.exp(math.log(sigma_max) + ramp * (math.log(sigma_min) - math.log(sigma_max)))
+    sigmas = torch.exp(math.log(sigma_max) + ramp * (math.log(sigma_min) - math.log(sigma_max)))
+    sigmas[0], sigmas[-1] = sigma_max, sigma_min if n > 1 else sigma_max
+    return sigmas
 
 
 def make_betas(name: str, steps: int, **kwargs) -> torch.Tensor:
