@@ -70,6 +70,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     max_bad_steps: int = 20  # consecutive non-finite losses before training stops
     compile: bool = False  # torch.compile the backbone for the training step
+    label_dropout: float = 0.1  # class-conditional models: share of labels replaced by the null class (CFG)
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,7 @@ class Vocoder:
         if not 0 <= 2 * overlap_frames < chunk_frames:
             raise AudiodiffError("need 0 <= 2 * overlap_frames < chunk_frames")
         self.denoiser = build_denoiser(self.net, diffusion)
-        self._mel_fn = MelSpectrogram(mel)
+        self._mel_fn = MelSpectrogram(mel).to(self.device)
 
     # --- properties -------------------------------------------------------------------------------------------
     @property

@@ -10,9 +10,7 @@ from torch.nn import functional as F
 
 
 def sinusoidal(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """``[B]`` (fractional) step indices -> ``[B, dim]`` sin/cos features (Vaswani et al. 2017; DiffWave eq. in
-    Appendix C evaluates the same features at integer steps; a continuous ``t`` makes fast sampling's
-    fractional steps exact rather than interpolated)."""
+    """``[B]`` step indices -> ``[B, dim]`` sin/cos features (Vaswani et al. 2017; DiffWave, Appendix C)."""
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
     args = t.float()[:, None] * freqs[None]
@@ -29,7 +27,12 @@ class StepEmbedding(nn.Module):
         self.proj2 = nn.Linear(dim, dim)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        x = sinusoidal(t, self.features).to(self.proj1.weight.dtype)
+        # Fractional steps (fast sampling) lerp the features of the neighbouring integer steps, as the reference
+        # DiffWave does with its embedding table: the network only ever sees features it was trained on.
+        lo = t.float().floor()
+        frac = (t.float() - lo)[:, None]
+        x = torch.lerp(sinusoidal(lo, self.features), sinusoidal(lo + 1, self.features), frac)
+        x = x.to(self.proj1.weight.dtype)
         return F.silu(self.proj2(F.silu(self.proj1(x))))
 
 

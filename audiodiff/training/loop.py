@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from audiodiff.audio.mel import MelSpectrogram
 from audiodiff.config import Recipe, recipe_from_dict, save_recipe
 from audiodiff.data import AudioCrops, StepBatchSampler, split_files
+from audiodiff.diffusion.guidance import drop_labels
 from audiodiff.errors import AudiodiffError
 from audiodiff.factory import build_backbone, build_denoiser
 from audiodiff.training import checkpoint as ckpt
@@ -86,7 +87,7 @@ def train_step(denoiser, mel_fn, batch, gen, device, amp_dtype, recipe: Recipe):
     noise = torch.randn(audio.shape, generator=gen, device=device)
     cond = {"mel": mel} if recipe.model.conditional else {}
     if recipe.model.num_classes:
-        cond["class_labels"] = batch["label"].to(device)
+        cond["class_labels"] = drop_labels(batch["label"].to(device), recipe.train.label_dropout, gen)
     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
         return denoiser.loss(audio, sigma, noise, **cond).mean()
 

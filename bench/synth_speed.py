@@ -1,0 +1,73 @@
+"""Synthesis speed: x real time for a 10 s clip (22.05 kHz, 861 mel frames), batch 1 and batched, for several
+step counts and precisions; median of repeats timed with CUDA events after warm-up; peak GPU memory.
+
+    python bench/synth_speed.py [--model DIR] [--steps 6 12 50] [--batch 1 16] [--precision fp32 bf16]
+                                [--out results.json] [--md docs/benchmarks.md]
+Without --model it uses the bundled vocoder, or a randomly initialised BASE model of the speech recipe
+(speed does not depend on the weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import describe, timed, write_json  # noqa: E402
+
+from audiodiff.config import load_recipe  # noqa: E402
+from audiodiff.errors import AudiodiffError  # noqa: E402
+from audiodiff.factory import build_backbone  # noqa: E402
+from audiodiff.vocoder import Vocoder  # noqa: E402
+
+
+def load(model, device):
+    try:
+        return Vocoder.from_pretrained(model, device=device)
+    except AudiodiffError:
+        recipe = load_recipe(Path(__file__).resolve().parent.parent / "recipes/speech.yaml")
+        net = build_backbone(recipe.model, recipe.mel)
+        return Vocoder(net, recipe.mel, recipe.model, recipe.diffusion).to(device)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model")
+    ap.add_argument("--steps", type=int, nargs="+", default=[6, 12, 50])
+    ap.add_argument("--batch", type=int, nargs="+", default=[1, 16])
+    ap.add_argument("--precision", nargs="+", default=["fp32", "bf16"])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    voc = load(args.model, args.device)
+    frames = round(args.seconds * voc.sample_rate / voc.hop_length)
+    audio_s = frames * voc.hop_length / voc.sample_rate
+    rows = []
+    for precision in args.precision:
+        voc.precision = precision
+        for batch in args.batch:
+            mel = torch.randn(batch, voc.n_mels, frames, device=args.device) - 5
+            for steps in args.steps:
+                sampler = "fast" if steps <= 8 else "ddpm"
+                if args.device.startswith("cuda"):
+                    torch.cuda.reset_peak_memory_stats()
+                sec = timed(lambda: voc(mel, steps=steps, sampler=sampler, seed=0), repeats=args.repeats, warmup=1)
+                row = {**describe(), "bench": "synth_speed", "precision": precision, "batch": batch,
+                       "steps": steps, "sampler": sampler, "seconds": sec, "x_real_time": batch * audio_s / sec,
+                       "peak_mem_gb": torch.cuda.max_memory_allocated() / 1e9
+                       if args.device.startswith("cuda") else None}
+                rows.append(row)
+                print(f"{precision:5} batch {batch:3} steps {steps:3}: {sec * 1000:8.1f} ms  "
+                      f"{row['x_real_time']:8.1f}x real time  peak {row['peak_mem_gb'] or 0:.2f} GB", flush=True)
+    if args.out:
+        write_json(rows, args.out)
+
+
+if __name__ == "__main__":
+    main()
