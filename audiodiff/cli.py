@@ -170,6 +170,31 @@ def eval_cmd(model, data_dir, steps, sampler, limit, baseline, fast, out, device
         click.echo(f"wrote {out}")
 
 
+@cli.command("tune-schedule")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--data", "data", required=True, type=click.Path(path_type=Path),
+              help="Validation recordings (never the test set you report on).")
+@click.option("--steps", type=int, default=6, show_default=True, help="Number of sampling steps to tune for.")
+@click.option("--clips", type=int, default=8, show_default=True, help="How many files to score on.")
+@click.option("--seconds", type=float, default=2.0, show_default=True, help="Seconds from the middle of each.")
+@click.option("--passes", type=int, default=2, show_default=True, help="Coordinate-search passes.")
+@click.option("--device", help="cpu, cuda or cuda:N.")
+def tune_schedule(model, data, steps, clips, seconds, passes, device):
+    """Search a STEPS-step variance schedule for MODEL and store it in MODEL/config.json.
+
+    Afterwards `audiodiff synth --steps STEPS` (fast sampler) uses the tuned schedule automatically.
+    """
+    from audiodiff.eval import schedule_search as ss
+    from audiodiff.vocoder import Vocoder
+
+    voc = Vocoder.from_pretrained(model, device=device)
+    clip_list = ss.load_clips(voc, data, clips, seconds)
+    betas, best, start = ss.search(voc, clip_list, steps, passes, log=click.echo)
+    ss.store(model, steps, betas)
+    click.echo(f"stored {steps}-step schedule {[round(b, 6) for b in betas]} in {model}/config.json "
+               f"(distance {start:.4f} -> {best:.4f})")
+
+
 def main(argv=None) -> None:
     """Console entry point: run the click group, turning user errors into one line and an exit code."""
     args = sys.argv[1:] if argv is None else list(argv)
