@@ -4,6 +4,10 @@ Item ``i`` is a pure function of ``(seed, i)``: a file chosen with probability p
 random whole-frame offset. A training step ``s`` reads items ``[s * B, (s + 1) * B)`` (``StepBatchSampler``), so a
 run resumed at step ``s`` sees exactly the batches an uninterrupted run would have.
 
+Screening. Unreadable, empty, truncated, silent and too-short files and files with non-finite samples are skipped
+and listed once in a warning; stereo is mixed down and other rates resampled. Clipping files are kept (a vocoder
+should reproduce what it is given) and listed once in a note. Cases tested: docs/reliability.md.
+
 Alignment. Each file is reflect-padded once as the mel front end pads it. For a crop of ``N`` frames starting at
 frame ``k`` the item holds ``audio = x[k * hop : (k + N) * hop]`` and ``segment``, the padded samples
 ``[k * hop, k * hop + (N - 1) * hop + n_fft)`` from which ``MelSpectrogram(segment, pad=False)`` computes exactly
@@ -24,6 +28,7 @@ from audiodiff.data.files import probe
 from audiodiff.errors import AudiodiffError
 
 log = logging.getLogger("audiodiff")
+CLIP_LEVEL, CLIP_SHARE = 0.999, 1e-3  # a file "clips" when over 0.1% of its samples are at full scale
 
 
 class AudioCrops(Dataset):
@@ -34,6 +39,7 @@ class AudioCrops(Dataset):
         self.mel, self.crop_frames, self.seed = mel, crop_frames, seed
         self.hop = mel.hop_length
         self.skipped: list[tuple[str, str]] = []
+        self.clipping: list[str] = []
         self.audio, self.labels, self.files = [], [], []
         iterator = files
         if progress:
@@ -58,6 +64,8 @@ class AudioCrops(Dataset):
             if reason is not None:
                 self.skipped.append((str(path), reason))
                 continue
+            if np.mean(np.abs(audio) >= CLIP_LEVEL) > CLIP_SHARE:
+                self.clipping.append(str(path))
             left, right = mel.pad
             self.audio.append(np.pad(audio, (left, right), mode="reflect"))
             self.labels.append(int(labels[i]) if labels is not None else -1)
@@ -65,6 +73,9 @@ class AudioCrops(Dataset):
         if self.skipped:
             listing = "; ".join(f"{p} ({r})" for p, r in self.skipped)
             log.warning("skipped %d of %d files: %s", len(self.skipped), len(files), listing)
+        if self.clipping:
+            log.warning("kept %d file(s) that clip (over %.1f%% of samples at full scale): %s",
+                        len(self.clipping), 100 * CLIP_SHARE, "; ".join(self.clipping))
         if not self.audio:
             raise AudiodiffError(
                 f"none of the {len(files)} audio files is usable (need at least {min_samples} samples at "

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import soundfile as sf
 
 from audiodiff.audio.io import AUDIO_EXTENSIONS
 from audiodiff.errors import AudiodiffError
+
+# libsndfile reads a WAV whose data stops short of its header's length without complaint, and logs the mismatch.
+TRUNCATED = re.compile(r"^data\s*:\s*(\d+) \(should be (\d+)\)", re.MULTILINE)
+PLACEHOLDER = 0x7F000000  # streaming writers declare lengths near 2^31 or 2^32 when they can't seek back: not cut
 
 
 def find_audio_files(path: str | os.PathLike) -> list[Path]:
@@ -56,7 +61,11 @@ def probe(path: Path) -> str | None:
     except FileNotFoundError:
         return "missing"
     except Exception as err:  # libsndfile raises several types for junk
-        return f"not readable audio ({str(err).splitlines()[0][:80]})"
+        detail = getattr(err, "error_string", None) or str(err).splitlines()[0]  # without the repeated path
+        return f"not readable audio ({detail[:80]})"
     if info.frames == 0:
         return "no samples"
+    cut = TRUNCATED.search(info.extra_info or "")
+    if cut and int(cut[2]) < int(cut[1]) < PLACEHOLDER:
+        return f"truncated: the header declares {cut[1]} bytes of audio, the file holds {cut[2]}"
     return None

@@ -6,7 +6,9 @@ atomic checkpoints every N steps, and automatic resume from the run directory. T
 from the crop's padded segment (see ``data/dataset.py``), so no feature files are ever stale.
 
 Randomness is a pure function of ``(seed, step, rank)``: the batch, the noise levels and the noise of step ``s``
-are the same whether or not the run was interrupted before it.
+are the same whether or not the run was interrupted before it, and the initial weights depend on ``seed`` alone.
+A step whose loss or (in fp32/bf16) gradient is not finite is skipped; ``train.max_bad_steps`` of them in a row
+stop the run. Faults tested: docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -52,7 +54,14 @@ def check_resume_compatible(run_dir: Path, recipe: Recipe) -> None:
     saved_path = run_dir / "config.yaml"
     if not saved_path.is_file():
         return
-    saved = recipe_from_dict(yaml.safe_load(saved_path.read_text()))
+    try:
+        raw = yaml.safe_load(saved_path.read_text())
+        if not isinstance(raw, dict):
+            raise AudiodiffError("empty" if raw is None else f"expected a mapping, got {type(raw).__name__}")
+        saved = recipe_from_dict(raw)
+    except (yaml.YAMLError, AudiodiffError) as err:
+        raise AudiodiffError(f"{saved_path} is not a readable recipe ({str(err).splitlines()[0]}); restore it, "
+                             f"or delete it to resume with this recipe's settings") from None
     for section in ("mel", "model", "diffusion"):
         if getattr(saved, section) != getattr(recipe, section):
             raise AudiodiffError(
@@ -72,10 +81,24 @@ def step_generator(seed: int, step: int, rank: int, device: torch.device) -> tor
     return g
 
 
+def ignore_stop_signals(_worker_id: int) -> None:
+    # Ctrl-C and a scheduler's SIGTERM reach the whole process group. The main process stops the loader itself
+    # after saving; a data worker killed first would turn that clean stop into a "worker killed" crash.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def make_loader(dataset, batch_size: int, start: int, dist, workers: int, steps=None) -> DataLoader:
     sampler = StepBatchSampler(batch_size, start, dist.rank, dist.world, steps)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=dist.device.type == "cuda",
-                      persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
+                      persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
+                      worker_init_fn=ignore_stop_signals if workers > 0 else None)
+
+
+def write_config(recipe: Recipe, path: Path) -> None:
+    tmp = path.with_name(f".tmp-{path.name}")
+    save_recipe(recipe, tmp)
+    os.replace(tmp, path)  # a kill mid-write must not leave a truncated config.yaml that blocks the resume
 
 
 def train_step(denoiser, mel_fn, batch, gen, device, amp_dtype, recipe: Recipe):
@@ -101,14 +124,16 @@ def train(recipe: Recipe, run_dir: str | Path, *, device: str | None = None, pro
     check_resume_compatible(run_dir, recipe)
     if dist.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        save_recipe(recipe, run_dir / "config.yaml")  # resolved config, before step 0
+        write_config(recipe, run_dir / "config.yaml")  # resolved config, before step 0
 
     # Build.
     train_files, valid_files = split_files(data_path, recipe.data.valid_path, recipe.data.valid_files)
     dataset = AudioCrops(train_files, recipe.mel, recipe.data.crop_frames, seed=tc.seed, progress=progress)
     valid_set = AudioCrops(valid_files, recipe.mel, recipe.data.crop_frames, seed=tc.seed + 1) \
         if valid_files else None
-    net = build_backbone(recipe.model, recipe.mel).to(dist.device)
+    with torch.random.fork_rng(devices=[]):  # initial weights from train.seed, the caller's RNG untouched
+        torch.manual_seed(tc.seed)
+        net = build_backbone(recipe.model, recipe.mel).to(dist.device)
     ema = EMA(net, tc.ema_decay)
     fused = dist.device.type == "cuda"
     opt = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, fused=fused)
@@ -171,21 +196,29 @@ def train(recipe: Recipe, run_dir: str | Path, *, device: str | None = None, pro
         for batch in loader:
             gen = step_generator(tc.seed, step, dist.rank, dist.device)
             loss = train_step(denoiser, mel_fn, batch, gen, dist.device, amp_dtype, recipe)
-            if not distributed.all_finite(loss.detach(), dist.world):
+            fault = None if distributed.all_finite(loss.detach(), dist.world) else "loss"
+            if fault is None:
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+                grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip)
+                # fp16: the GradScaler skips steps with overflowed gradients itself and lowers its scale.
+                if not scaler.is_enabled() and not torch.isfinite(grad_norm):
+                    fault = "gradient"
+            if fault is not None:
                 bad_steps += 1
                 opt.zero_grad(set_to_none=True)
-                log.warning("step %d: non-finite loss (%s); step skipped", step, loss.item())
+                log.warning("step %d: non-finite %s (%s); step skipped", step, fault,
+                            (loss if fault == "loss" else grad_norm).item())
                 if bad_steps >= tc.max_bad_steps:
                     where = f"the last good checkpoint is {last_ckpt}" if last_ckpt else "no checkpoint was saved"
-                    raise AudiodiffError(f"training diverged: {bad_steps} non-finite losses in a row at step "
+                    raise AudiodiffError(f"training diverged: {bad_steps} non-finite steps in a row at step "
                                          f"{step}; {where}; lower train.lr or check the data")
                 step += 1
+                if stop["signal"] is not None:
+                    break
                 continue
             bad_steps = 0
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-            grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip)
             scaler.step(opt)
             scaler.update()
             sched.step()
@@ -199,6 +232,7 @@ def train(recipe: Recipe, run_dir: str | Path, *, device: str | None = None, pro
                 writer.add_scalar("train/loss", mean_loss, step)
                 writer.add_scalar("train/grad_norm", grad_norm.item(), step)
                 writer.add_scalar("train/lr", sched.get_last_lr()[0], step)
+                writer.add_scalar("train/minutes", elapsed / 60, step)
                 if bar is not None:
                     bar.set_postfix(loss=f"{mean_loss:.4f}")
                 else:
