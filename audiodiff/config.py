@@ -103,6 +103,11 @@ def _check_type(where: str, value, hint):
             return value
         if opt is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if opt is float and isinstance(value, str):  # YAML reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if opt is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if opt in (str, bool) and isinstance(value, opt):
@@ -140,7 +145,9 @@ def recipe_from_dict(raw: dict | None) -> Recipe:
 
 def apply_overrides(raw: dict, overrides) -> dict:
     """Apply ``section.key=value`` strings (values parsed as YAML) to a raw recipe mapping."""
-    raw = {k: dict(v or {}) for k, v in (raw or {}).items()}
+    if not isinstance(raw or {}, dict):
+        raise AudiodiffError("a recipe must be a YAML mapping with sections mel, model, diffusion, data, train")
+    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (raw or {}).items()}
     for item in overrides or ():
         if "=" not in item or "." not in item.split("=", 1)[0]:
             raise AudiodiffError(f"--set {item!r}: expected section.key=value, e.g. train.batch_size=8")
@@ -148,7 +155,10 @@ def apply_overrides(raw: dict, overrides) -> dict:
         section, key = dotted.split(".", 1)
         if section not in SECTIONS:
             raise AudiodiffError(f"--set {item!r}: unknown section {section!r}{_nearest(section, SECTIONS)}")
-        raw.setdefault(section, {})[key] = yaml.safe_load(value)
+        if not isinstance(raw.get(section, {}) or {}, dict):
+            raise AudiodiffError(f"recipe section {section!r} must be a mapping of keys to values")
+        raw[section] = dict(raw.get(section) or {})
+        raw[section][key] = yaml.safe_load(value)
     return raw
 
 

@@ -48,6 +48,10 @@ def check_mel(mel, n_mels: int) -> tuple[torch.Tensor, bool]:
     mel = mel if batched else mel.unsqueeze(0)
     if mel.shape[1] != n_mels:
         if mel.shape[2] == n_mels:
+            if batched:
+                raise AudiodiffError(f"mel looks transposed: shape {tuple(mel.shape)} is [batch, frames, bands]; "
+                                     f"expected [batch, {n_mels}, frames]; pass mel.transpose(1, 2) "
+                                     f"(numpy: mel.transpose(0, 2, 1))")
             raise AudiodiffError(f"mel looks transposed: shape {tuple(mel.shape[1:])} is [frames, bands]; "
                                  f"expected [{n_mels}, frames]; pass mel.T")
         raise AudiodiffError(f"mel has {mel.shape[1]} bands; this model expects {n_mels} "

@@ -25,6 +25,8 @@ def load_audio(path: str | os.PathLike, sample_rate: int | None = None) -> tuple
     path = Path(path)
     if not path.is_file():
         raise AudiodiffError(f"{path}: no such file; check the path")
+    if path.stat().st_size == 0:
+        raise AudiodiffError(f"{path}: the file is empty (0 bytes); expected wav, flac, ogg or mp3 audio")
     try:
         audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:

@@ -4,7 +4,7 @@ Presets
 - ``hifigan`` (default): the mel of HiFi-GAN (Kong et al., 2020, ``meldataset.mel_spectrogram``) and of the TTS
   models that feed it (Tacotron 2, Glow-TTS, Grad-TTS, FastSpeech 2): 22.05 kHz, n_fft 1024, hop 256, win 1024,
   80 Slaney mel bands over 0-8 kHz, reflect padding of (n_fft - hop) / 2 on both sides and no centring,
-  magnitude ``sqrt(re^2 + im^2 + 1e-9)``, natural log with a 1e-5 floor.
+  magnitude ``sqrt(re^2 + im^2 + 1e-9)`` (HiFi-GAN's epsilon), natural log with a 1e-5 floor.
 - ``diffwave``: the reference DiffWave (Kong et al., 2021) ``preprocess.py``: torchaudio's defaults (HTK mel scale,
   no filter normalisation, centred STFT), fmin 20, fmax sr/2, win 4 * hop, normalised STFT magnitude,
   ``20 * log10(max(x, 1e-5)) - 20`` then ``(x + 100) / 100`` clamped to [0, 1].
@@ -42,6 +42,7 @@ class MelConfig:
     center: bool = False  # True: pad n_fft // 2 each side; False: pad (n_fft - hop) / 2 each side
     normalized: bool = False  # divide the STFT by sqrt(sum(window^2))
     log: str = "ln"  # "ln": log(max(x, 1e-5)); "diffwave": (20 log10(max(x, 1e-5)) - 20 + 100) / 100 in [0, 1]
+    mag_eps: float = 1e-9  # magnitude sqrt(re^2 + im^2 + mag_eps): HiFi-GAN adds 1e-9, the reference DiffWave 0
 
     @property
     def pad(self) -> tuple[int, int]:
@@ -65,7 +66,7 @@ PRESETS: dict[str, MelConfig] = {
     "hifigan": MelConfig(),
     "diffwave": MelConfig(
         n_fft=1024, hop_length=256, win_length=1024, fmin=20.0, fmax=None, mel_scale="htk", mel_norm=None,
-        center=True, normalized=True, log="diffwave",
+        center=True, normalized=True, log="diffwave", mag_eps=0.0,
     ),
 }
 
@@ -81,7 +82,11 @@ def mel_config(preset: str = "hifigan", **overrides) -> MelConfig:
     unknown = set(overrides) - fields
     if unknown:
         raise AudiodiffError(f"unknown mel parameter(s) {sorted(unknown)}; valid: {sorted(fields)}")
-    return dataclasses.replace(base, **overrides)
+    cfg = dataclasses.replace(base, **overrides)
+    if cfg.win_length > cfg.n_fft:
+        raise AudiodiffError(f"mel: win_length {cfg.win_length} exceeds n_fft {cfg.n_fft}; set mel.n_fft to at "
+                             f"least {cfg.win_length} (the diffwave preset uses win = 4 * hop)")
+    return cfg
 
 
 class MelSpectrogram(nn.Module):
@@ -123,7 +128,7 @@ class MelSpectrogram(nn.Module):
                 x, c.n_fft, hop_length=c.hop_length, win_length=c.win_length, window=self.window,
                 center=False, normalized=False, onesided=True, return_complex=True,
             )  # [N, F, frames]
-            mag = torch.sqrt(spec.real.square() + spec.imag.square() + 1e-9)
+            mag = torch.sqrt(spec.real.square() + spec.imag.square() + c.mag_eps)
             if c.normalized:
                 mag = mag / self.window.square().sum().sqrt()
             mel = torch.matmul(self.fbank, mag)  # [N, n_mels, frames]

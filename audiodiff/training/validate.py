@@ -30,7 +30,7 @@ def spectrogram_png(mel: torch.Tensor, title: str):
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    img = np.asarray(Image.open(buf).convert("RGB"))
+    img = np.array(Image.open(buf).convert("RGB"))
     return torch.from_numpy(img).permute(2, 0, 1)
 
 
