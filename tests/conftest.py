@@ -1,0 +1,124 @@
+"""Shared fixtures: where the real recordings are, the bundled demo corpus, tiny generated audio and tiny models.
+
+Real recordings are never copied into the repository: tests reach them through ``AUDIODIFF_TEST_DATA``
+(default ``../shared/data`` relative to the repository root) and skip, or fall back to ``data/demo``, when absent.
+Every model here is tiny (2 residual layers, 4 channels) so the suite stays fast on a shared 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# One intra-op thread: on a small CPU shared with other jobs, two OpenMP threads that spin-wait for each other make
+# tiny models 10-30x slower than one. Subprocesses (CLI, torchrun) inherit the variable.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import soundfile as sf  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_DIR = REPO / "data" / "demo"
+SR = 22050
+
+
+def shared_data_dir() -> Path:
+    """``$AUDIODIFF_TEST_DATA`` (relative paths against the repository root), default ``../shared/data``."""
+    raw = os.environ.get("AUDIODIFF_TEST_DATA", "../shared/data")
+    path = Path(raw).expanduser()
+    return path if path.is_absolute() else (REPO / path).resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = shared_data_dir()
+    if not path.is_dir():
+        pytest.skip(f"real recordings not found at {path}; set AUDIODIFF_TEST_DATA")
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_files() -> list[Path]:
+    files = sorted(DEMO_DIR.glob("*.flac"))
+    assert files, f"the bundled demo corpus is missing from {DEMO_DIR}"
+    return files
+
+
+@pytest.fixture(scope="session")
+def speech_file(demo_files) -> Path:
+    """The first real 22.05 kHz test recording, or a demo file when the shared data is absent."""
+    real = sorted((shared_data_dir() / "speech-22k" / "test").glob("*.flac"))
+    return real[0] if real else demo_files[0]
+
+
+def harmonic(seconds: float = 1.0, f0: float = 220.0, sr: int = SR, seed: int = 0) -> np.ndarray:
+    """Five harmonics of ``f0`` plus a little noise, peak about 0.5: a cheap stand-in for voiced audio."""
+    t = np.arange(int(round(sr * seconds))) / sr
+    x = sum(0.25 / k * np.sin(2 * np.pi * k * f0 * t) for k in range(1, 6))
+    return (x + 0.01 * np.random.default_rng(seed).standard_normal(len(t))).astype(np.float32)
+
+
+def write_wav(path: Path, audio: np.ndarray, sr: int = SR, subtype: str = "PCM_16") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), audio, sr, subtype=subtype)
+    return path
+
+
+@pytest.fixture
+def tone_dir(tmp_path) -> Path:
+    """Four 1 s harmonic tones at 22.05 kHz (different pitches) in ``tmp_path / "tones"``."""
+    folder = tmp_path / "tones"
+    for i, f0 in enumerate((110.0, 165.0, 220.0, 330.0)):
+        write_wav(folder / f"tone{i}.wav", harmonic(1.0, f0, seed=i))
+    return folder
+
+
+def tiny_net(n_mels: int = 80, hop_length: int = 256, layers: int = 2, channels: int = 4, seed: int = 0,
+             num_classes: int = 0, randomize_output: bool = True):
+    """A tiny DiffWave with a seeded init. Its output projection starts at zero (so every output would be 0);
+    ``randomize_output`` gives it random weights so that tests can tell models apart. With 4 channels the final
+    ReLU can be dead everywhere for an unlucky init (the skip projection's 4 biases all negative); a zero skip
+    bias keeps about half of it alive whatever the seed."""
+    from audiodiff.models import DiffWave
+
+    torch.manual_seed(seed)
+    net = DiffWave(n_mels=n_mels, hop_length=hop_length, residual_layers=layers, residual_channels=channels,
+                   dilation_cycle=10, embed_dim=16, num_classes=num_classes)
+    with torch.no_grad():
+        net.skip_proj.bias.zero_()
+    if randomize_output:
+        with torch.no_grad():
+            net.output_proj.weight.normal_(0, 0.5)
+            net.output_proj.bias.normal_(0, 0.1)
+    return net
+
+
+def tiny_vocoder(layers: int = 2, channels: int = 4, seed: int = 0, **kwargs):
+    """A ``Vocoder`` around ``tiny_net`` with the hifigan mel and the default diffusion settings."""
+    from audiodiff.audio.mel import MelConfig
+    from audiodiff.config import DiffusionConfig, ModelConfig
+    from audiodiff.vocoder import Vocoder
+
+    net = tiny_net(layers=layers, channels=channels, seed=seed)
+    model = ModelConfig(residual_layers=layers, residual_channels=channels, embed_dim=16)
+    return Vocoder(net, MelConfig(), model, DiffusionConfig(), **kwargs)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """An exported model directory (config.json + model.safetensors) of a tiny random vocoder."""
+    return tiny_vocoder().save_pretrained(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def demo_mel(demo_files) -> np.ndarray:
+    """The hifigan log-mel [80, 172] of the first 2 s of a demo file."""
+    from audiodiff.audio.io import load_audio
+    from audiodiff.audio.mel import MelSpectrogram
+
+    audio, _ = load_audio(demo_files[0], SR)
+    return MelSpectrogram.from_preset("hifigan")(torch.from_numpy(audio[: 2 * SR])).numpy()

@@ -1,0 +1,164 @@
+"""Recipes: validation errors that name the key and suggest the fix, ``--set`` overrides, the shipped recipes, and
+the to_dict -> recipe_from_dict round trip that run directories and checkpoints rely on."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from audiodiff.audio.mel import PRESETS, MelSpectrogram
+from audiodiff.config import Recipe, apply_overrides, load_recipe, recipe_from_dict, save_recipe
+from audiodiff.errors import AudiodiffError
+
+from conftest import REPO
+
+
+@pytest.mark.parametrize("raw,key,suggestion", [
+    ({"train": {"batchsize": 2}}, "train.batchsize", "batch_size"),
+    ({"mel": {"hop_lenght": 300}}, "mel.hop_lenght", "hop_length"),
+    ({"model": {"residual_layer": 2}}, "model.residual_layer", "residual_layers"),
+    ({"data": {"crop_frame": 8}}, "data.crop_frame", "crop_frames"),
+])
+def test_unknown_key_names_it_and_suggests_the_nearest(raw, key, suggestion):
+    with pytest.raises(AudiodiffError) as err:
+        recipe_from_dict(raw)
+    msg = str(err.value)
+    assert key in msg and repr(suggestion) in msg and "\n" not in msg
+
+
+def test_unknown_section_names_it_and_suggests_the_nearest():
+    with pytest.raises(AudiodiffError, match=r"'trian'.*'train'"):
+        recipe_from_dict({"trian": {"batch_size": 2}})
+
+
+def test_unknown_key_without_a_close_match_lists_the_valid_keys():
+    with pytest.raises(AudiodiffError, match="valid keys") as err:
+        recipe_from_dict({"train": {"zzzzzz": 1}})
+    assert "batch_size" in str(err.value)
+
+
+@pytest.mark.parametrize("raw,key,expected", [
+    ({"train": {"batch_size": "eight"}}, "train.batch_size", "int"),
+    ({"train": {"batch_size": True}}, "train.batch_size", "int"),  # bool is not an int here
+    ({"train": {"batch_size": 2.5}}, "train.batch_size", "int"),
+    ({"train": {"lr": "fast"}}, "train.lr", "float"),
+    ({"train": {"compile": "yes please"}}, "train.compile", "bool"),
+    ({"mel": {"fmax": "high"}}, "mel.fmax", "float or null"),
+    ({"data": {"path": 3}}, "data.path", "str or null"),
+])
+def test_wrong_type_names_the_key_and_the_expected_type(raw, key, expected):
+    with pytest.raises(AudiodiffError) as err:
+        recipe_from_dict(raw)
+    assert key in str(err.value) and f"expected {expected}" in str(err.value)
+
+
+def test_section_must_be_a_mapping():
+    with pytest.raises(AudiodiffError, match="'train' must be a mapping"):
+        recipe_from_dict({"train": 3})
+
+
+def test_ints_are_accepted_for_floats_and_nulls_where_allowed():
+    r = recipe_from_dict({"train": {"lr": 1, "max_minutes": 2}, "mel": {"fmax": None}})
+    assert r.train.lr == 1.0 and isinstance(r.train.lr, float) and r.train.max_minutes == 2.0
+    assert r.mel.fmax is None
+
+
+def test_mel_preset_with_overrides():
+    r = recipe_from_dict({"mel": {"preset": "diffwave", "n_mels": 64}})
+    assert r.mel == PRESETS["diffwave"].__class__(**{**PRESETS["diffwave"].__dict__, "n_mels": 64})
+    with pytest.raises(AudiodiffError, match="unknown mel preset 'tacotron'"):
+        recipe_from_dict({"mel": {"preset": "tacotron"}})
+
+
+def test_overrides_parse_yaml_values():
+    raw = apply_overrides({"train": {"batch_size": 16}}, [
+        "train.batch_size=8", "train.lr=2.0e-4", "train.compile=true", "data.path=null", "data.crop_frames=8",
+        "mel.preset=diffwave", "train.precision=bf16",
+    ])
+    r = recipe_from_dict(raw)
+    assert r.train.batch_size == 8 and r.train.lr == pytest.approx(2e-4) and r.train.compile is True
+    assert r.data.path is None and r.data.crop_frames == 8 and r.train.precision == "bf16"
+    assert r.mel == PRESETS["diffwave"]
+
+
+def test_overrides_do_not_mutate_the_raw_recipe():
+    raw = {"train": {"batch_size": 16}}
+    apply_overrides(raw, ["train.batch_size=8"])
+    assert raw == {"train": {"batch_size": 16}}
+
+
+@pytest.mark.parametrize("item,match", [
+    ("train.batch_size", "expected section.key=value"),
+    ("batch_size=8", "expected section.key=value"),
+    ("trian.batch_size=8", r"unknown section 'trian'; did you mean 'train'"),
+])
+def test_malformed_overrides_explain_the_syntax(item, match):
+    with pytest.raises(AudiodiffError, match=match):
+        apply_overrides({}, [item])
+
+
+def test_override_of_an_unknown_key_names_it():
+    with pytest.raises(AudiodiffError, match=r"train\.batchsize; did you mean 'batch_size'"):
+        recipe_from_dict(apply_overrides({}, ["train.batchsize=8"]))
+
+
+def test_override_accepts_scientific_notation_without_a_dot():
+    assert recipe_from_dict(apply_overrides({}, ["train.lr=1e-3"])).train.lr == pytest.approx(1e-3)
+
+
+def test_shipped_recipes_load():
+    speech = load_recipe(REPO / "recipes" / "speech.yaml")
+    assert speech.mel == PRESETS["hifigan"]
+    assert (speech.model.residual_layers, speech.model.residual_channels) == (30, 64)
+    assert (speech.diffusion.steps, speech.diffusion.beta_end, speech.data.crop_frames) == (50, 0.05, 62)
+    demo = load_recipe(REPO / "recipes" / "demo.yaml", ["train.max_steps=5"])
+    assert demo.data.path == "data/demo" and demo.train.max_steps == 5 and demo.train.lr == pytest.approx(1e-3)
+
+
+def test_load_recipe_errors(tmp_path):
+    with pytest.raises(AudiodiffError, match="not found"):
+        load_recipe(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(AudiodiffError, match="not valid YAML"):
+        load_recipe(bad)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# all defaults\ntrain:\n")
+    assert load_recipe(empty) == Recipe()
+
+
+@pytest.mark.parametrize("text", ["- a\n- b\n", "train: 3\n"])
+def test_recipe_file_that_is_not_a_mapping_is_a_user_error(tmp_path, text):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text)
+    with pytest.raises(AudiodiffError, match="mapping"):
+        load_recipe(path)
+
+
+@pytest.mark.parametrize("raw", [
+    {},
+    {"mel": {"preset": "diffwave"}, "train": {"batch_size": 4, "lr": 1.0e-3}, "data": {"path": "x/y"}},
+    {"model": {"conditional": False, "num_classes": 3}, "diffusion": {"schedule": "cosine", "prediction": "v"}},
+])
+def test_to_dict_round_trip(raw, tmp_path):
+    r = recipe_from_dict(raw)
+    assert isinstance(r, Recipe)
+    assert recipe_from_dict(r.to_dict()) == r
+    save_recipe(r, tmp_path / "config.yaml")  # what a run directory keeps
+    assert recipe_from_dict(yaml.safe_load((tmp_path / "config.yaml").read_text())) == r
+    assert load_recipe(tmp_path / "config.yaml") == r
+
+
+@pytest.mark.parametrize("raw", [{"mel": {"preset": "hifigan", "hop_length": 300}},
+                                 {"mel": {"preset": "diffwave", "hop_length": 200}}])
+def test_a_valid_recipe_builds_its_mel_front_end(raw):
+    MelSpectrogram(recipe_from_dict(raw).mel)
+
+
+def test_diffwave_preset_with_a_larger_hop_fails_at_load_time_or_works():
+    try:
+        recipe = recipe_from_dict({"mel": {"preset": "diffwave", "hop_length": 300}})
+    except AudiodiffError as err:
+        assert "n_fft" in str(err)
+        return
+    MelSpectrogram(recipe.mel)

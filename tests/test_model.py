@@ -1,0 +1,103 @@
+"""The DiffWave backbone: shapes for any hop size, unconditional and class-conditional modes, reusable
+conditioning, and the zero-initialised output projection."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from audiodiff.models.diffwave import split_hop
+
+from conftest import tiny_net
+
+FRAMES = 5
+
+
+def _inputs(batch: int, hop: int, n_mels: int = 80, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 1, FRAMES * hop, generator=g)
+    t = torch.tensor([3.0, 40.0, 0.5][:batch])
+    mel = torch.randn(batch, n_mels, FRAMES, generator=g) if n_mels else None
+    return x, t, mel
+
+
+@pytest.mark.parametrize("hop", [256, 300, 200, 251, 160])
+def test_output_shape_for_any_hop(hop):
+    f1, f2 = split_hop(hop)
+    assert f1 * f2 == hop and f1 <= f2
+    net = tiny_net(hop_length=hop)
+    x, t, mel = _inputs(2, hop)
+    cond = net.upsample(mel)
+    assert cond.shape == (2, 80, FRAMES * hop)
+    out = net(x, t, mel)
+    assert out.shape == (2, 1, FRAMES * hop) and torch.isfinite(out).all()
+    # The upsampled mel follows its frame: changing only the last frame leaves the first frames' samples alone.
+    mel2 = mel.clone()
+    mel2[..., -1] += 1.0
+    changed = (net.upsample(mel2) - cond).abs().amax(dim=(0, 1)) > 0  # [T]
+    assert not changed[: (FRAMES - 2) * hop].any() and changed[(FRAMES - 1) * hop:].all()
+
+
+def test_unconditional_model_needs_no_mel():
+    net = tiny_net(n_mels=0)
+    assert net.upsampler is None and all(layer.cond_proj is None for layer in net.layers)
+    x, t, _ = _inputs(2, 256, n_mels=0)
+    out = net(x, t)
+    assert out.shape == x.shape and out.abs().sum() > 0
+
+
+def test_conditional_model_without_mel_says_what_to_pass():
+    net = tiny_net()
+    x, t, _ = _inputs(1, 256)
+    with pytest.raises(ValueError, match="mel= or cond="):
+        net(x, t)
+
+
+def test_mel_changes_the_output():
+    net = tiny_net()
+    x, t, mel = _inputs(2, 256)
+    assert not torch.allclose(net(x, t, mel), net(x, t, mel + 1.0))
+
+
+def test_class_conditional_labels_and_null_label():
+    net = tiny_net(num_classes=3)
+    x, t, mel = _inputs(2, 256)
+    out = {c: net(x, t, mel, class_labels=torch.tensor([c, c])) for c in (-1, 0, 1, 3)}
+    assert not torch.allclose(out[0], out[1]) and not torch.allclose(out[0], out[-1])
+    torch.testing.assert_close(out[-1], out[3], rtol=0, atol=0)  # -1 is the null token, index num_classes
+    torch.testing.assert_close(net(x, t, mel), out[-1], rtol=0, atol=0)  # no labels: the null token
+    mixed = net(x, t, mel, class_labels=torch.tensor([0, 1]))
+    torch.testing.assert_close(mixed[0], out[0][0])
+    torch.testing.assert_close(mixed[1], out[1][1])
+
+
+def test_cond_from_upsample_equals_passing_mel():
+    net = tiny_net(hop_length=300)
+    x, t, mel = _inputs(3, 300)
+    torch.testing.assert_close(net(x, t, cond=net.upsample(mel)), net(x, t, mel), rtol=0, atol=0)
+
+
+def test_batch_items_are_independent():
+    net = tiny_net()
+    x, t, mel = _inputs(2, 256)
+    both = net(x, t, mel)
+    torch.testing.assert_close(net(x[1:], t[1:], mel[1:]), both[1:], rtol=1e-5, atol=1e-6)
+
+
+def test_zero_initialised_output_projection_gives_zeros():
+    net = tiny_net(randomize_output=False)  # the constructor's own output projection
+    x, t, mel = _inputs(2, 256)
+    out = net(x, t, mel)
+    assert out.shape == x.shape and torch.count_nonzero(out) == 0
+    # ...while the rest of the network is not degenerate: gradients reach the output projection.
+    out.sum().backward()
+    assert net.output_proj.weight.grad.abs().sum() > 0
+
+
+def test_fractional_steps_interpolate_between_integer_steps():
+    net = tiny_net()
+    emb = net.step_embedding
+    lo, hi, mid = emb(torch.tensor([4.0])), emb(torch.tensor([5.0])), emb(torch.tensor([4.0, 4.5, 5.0]))
+    torch.testing.assert_close(mid[0], lo[0])
+    torch.testing.assert_close(mid[2], hi[0])
+    assert not torch.allclose(mid[1], lo[0]) and not torch.allclose(mid[1], hi[0])
