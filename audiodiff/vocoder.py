@@ -181,36 +181,51 @@ class Vocoder:
         return wav.cpu().numpy() if was_numpy else wav
 
     def _chunks(self, frames: int) -> list[tuple[int, int]]:
+        """Frame ranges of equal length ``chunk_frames`` overlapping by at least ``overlap_frames``; the last
+        one ends at ``frames`` (so it may overlap more than one neighbour: the output is normalised by the
+        summed cross-fade weights), and no chunk is ever padded."""
         if frames <= self.chunk_frames:
             return [(0, frames)]
         stride = self.chunk_frames - self.overlap_frames
-        starts = list(range(0, frames - self.overlap_frames, stride))
-        return [(s, min(s + self.chunk_frames, frames)) for s in starts]
+        starts = list(range(0, frames - self.chunk_frames, stride)) + [frames - self.chunk_frames]
+        return [(s, s + self.chunk_frames) for s in starts]
 
     def _synthesize(self, mel: torch.Tensor, sampler: str, sigmas: torch.Tensor, seed: int) -> torch.Tensor:
         B, _, F = mel.shape
-        hop, ov = self.hop_length, self.overlap_frames * self.hop_length
+        hop = self.hop_length
         chunks = self._chunks(F)
         out = torch.zeros(B, F * hop, device=mel.device)
-        jobs = [(b, a, e) for (a, e) in chunks for b in range(B)]  # (row, first frame, end frame)
-        for i in range(0, len(jobs), self.max_batch):
-            group = jobs[i:i + self.max_batch]
-            length = max(e - a for _, a, e in group)
-            part = torch.stack([torch.nn.functional.pad(mel[b, :, a:e], (0, length - (e - a)), mode="replicate")
-                                for b, a, e in group])  # [G, n_mels, length]
-            rows = torch.tensor([b for b, _, _ in group], device=mel.device)
-            offsets = torch.tensor([a * hop for _, a, _ in group], device=mel.device)
+        weight = torch.zeros(F * hop, device=mel.device)  # sum of cross-fade weights per sample
+        ramp = self.overlap_frames * hop
+        # (row, chunk index): chunks of one length, so any group stacks into one batch.
+        jobs = [(b, i) for i in range(len(chunks)) for b in range(B)]
+        for j in range(0, len(jobs), self.max_batch):
+            group = jobs[j:j + self.max_batch]
+            part = torch.stack([mel[b, :, chunks[i][0]:chunks[i][1]] for b, i in group])  # [G, n_mels, frames]
+            rows = torch.tensor([b for b, _ in group], device=mel.device)
+            offsets = torch.tensor([chunks[i][0] * hop for _, i in group], device=mel.device)
             noise = positional_noise(seed, offsets, rows)
-            x = prior((len(group), 1, length * hop), float(sigmas[0]), device=mel.device, noise_sampler=noise)
+            x = prior((len(group), 1, part.shape[-1] * hop), float(sigmas[0]), device=mel.device,
+                      noise_sampler=noise)
             extra = {"cond": self.net.upsample(part)} if self.model_config.conditional else {}
             with torch.autocast(mel.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
                 y = SAMPLERS[sampler](self.denoiser, x, sigmas, noise_sampler=noise, extra_args=extra)
             y = y.clamp(-1, 1)[:, 0]
-            for (b, a, e), wave in zip(group, y):
-                wave = wave[: (e - a) * hop].clone()
-                if a > 0 and ov:
-                    wave[:ov] *= _fade(ov, wave.device)
-                if e < F and ov:
-                    wave[-ov:] *= 1 - _fade(ov, wave.device)
-                out[b, a * hop: e * hop] += wave
+            for (b, i), wave in zip(group, y):
+                a, e = chunks[i]
+                w = self._window(i, len(chunks), (e - a) * hop, ramp, wave.device)
+                out[b, a * hop: e * hop] += wave * w
+        for i, (a, e) in enumerate(chunks):
+            weight[a * hop: e * hop] += self._window(i, len(chunks), (e - a) * hop, ramp, mel.device)
+        return out / weight
+
+    @staticmethod
+    def _window(i: int, n: int, length: int, ramp: int, device) -> torch.Tensor:
+        """Cross-fade weight of chunk ``i`` of ``n``: linear ramps of ``ramp`` samples at interior edges."""
+        w = torch.ones(length, device=device)
+        if ramp and i > 0:
+            w[:ramp] = _fade(ramp, device)
+        if ramp and i + 1 < n:
+            w[-ramp:] = torch.minimum(w[-ramp:], 1 - _fade(ramp, device))
+        return w
         return out
