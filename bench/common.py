@@ -49,3 +49,14 @@ def write_json(obj, path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def append_markdown(path, title: str, columns: list[str], rows: list[dict]) -> None:
+    """Append ``rows`` as a markdown table under ``### title`` to ``path`` (device, torch and commit included)."""
+    path = Path(path)
+    lines = [f"\n### {title}\n", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = [f"{row[c]:.4g}" if isinstance(row.get(c), float) else str(row.get(c, "")) for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    with open(path, "a") as f:
+        f.write("\n".join(lines) + "\n")

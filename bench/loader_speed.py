@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import describe, write_json  # noqa: E402
+from common import append_markdown, describe, write_json  # noqa: E402
 
 from audiodiff.config import load_recipe  # noqa: E402
 from audiodiff.data import AudioCrops, split_files  # noqa: E402
@@ -27,6 +27,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--batches", type=int, default=500)
     ap.add_argument("--out")
+    ap.add_argument("--md", help="append the rows as a markdown table to this file (e.g. docs/benchmarks.md)")
     args = ap.parse_args()
     recipe = load_recipe(Path(__file__).resolve().parent.parent / "recipes/speech.yaml")
     files, _ = split_files(args.data, None, 0)
@@ -43,6 +44,8 @@ def main() -> None:
            "audio_s_per_s": rate * recipe.train.batch_size * recipe.data.crop_frames * recipe.mel.hop_length
            / recipe.mel.sample_rate}
     print(row)
+    if args.md:
+        append_markdown(args.md, "loader_speed.py " + " ".join(sys.argv[1:]), ["device", "torch", "commit", "workers", "batches_per_s", "audio_s_per_s"], [row])
     if args.out:
         write_json(row, args.out)
 

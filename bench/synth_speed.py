@@ -17,7 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import describe, timed, write_json  # noqa: E402
+from common import append_markdown, describe, timed, write_json  # noqa: E402
 
 from audiodiff.config import load_recipe  # noqa: E402
 from audiodiff.errors import AudiodiffError  # noqa: E402
@@ -44,6 +44,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out")
+    ap.add_argument("--md", help="append the rows as a markdown table to this file (e.g. docs/benchmarks.md)")
     args = ap.parse_args()
     voc = load(args.model, args.device)
     frames = round(args.seconds * voc.sample_rate / voc.hop_length)
@@ -65,6 +66,8 @@ def main() -> None:
                 rows.append(row)
                 print(f"{precision:5} batch {batch:3} steps {steps:3}: {sec * 1000:8.1f} ms  "
                       f"{row['x_real_time']:8.1f}x real time  peak {row['peak_mem_gb'] or 0:.2f} GB", flush=True)
+    if args.md:
+        append_markdown(args.md, "synth_speed.py " + " ".join(sys.argv[1:]), ["device", "torch", "commit", "precision", "batch", "steps", "sampler", "seconds", "x_real_time", "peak_mem_gb"], rows)
     if args.out:
         write_json(rows, args.out)
 

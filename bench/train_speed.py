@@ -15,7 +15,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import describe, write_json  # noqa: E402
+from common import append_markdown, describe, write_json  # noqa: E402
 
 from audiodiff.audio.mel import MelSpectrogram  # noqa: E402
 from audiodiff.config import load_recipe  # noqa: E402
@@ -32,6 +32,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--out")
+    ap.add_argument("--md", help="append the rows as a markdown table to this file (e.g. docs/benchmarks.md)")
     args = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     recipe = load_recipe(args.recipe)
@@ -77,6 +78,8 @@ def main() -> None:
            "audio_s_per_s": sps * args.batch * n * hop / recipe.mel.sample_rate,
            "peak_mem_gb": torch.cuda.max_memory_allocated() / 1e9 if device.type == "cuda" else None}
     print(row)
+    if args.md:
+        append_markdown(args.md, "train_speed.py " + " ".join(sys.argv[1:]), ["device", "torch", "commit", "precision", "compile", "batch", "steps_per_s", "audio_s_per_s", "peak_mem_gb"], [row])
     if args.out:
         write_json(row, args.out)
 
