@@ -17,7 +17,10 @@ log = logging.getLogger("audiodiff")
 
 
 def _same_file(a: Path, b: Path) -> bool:
-    return a.exists() and b.exists() and a.resolve() == b.resolve()
+    """Whether ``a`` and ``b`` are one file (same path, a symbolic or a hard link)."""
+    import os
+
+    return a.exists() and b.exists() and os.path.samefile(a, b)
 
 
 def _load_mel(path: Path):

@@ -158,7 +158,11 @@ def apply_overrides(raw: dict, overrides) -> dict:
         if not isinstance(raw.get(section, {}) or {}, dict):
             raise AudiodiffError(f"recipe section {section!r} must be a mapping of keys to values")
         raw[section] = dict(raw.get(section) or {})
-        raw[section][key] = yaml.safe_load(value)
+        try:
+            raw[section][key] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise AudiodiffError(f"--set {item!r}: the value is not plain YAML ({str(err).splitlines()[0]}); "
+                                 f"give a number, string, true/false or null") from None
     return raw
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from audiodiff.audio.mel import MelConfig, MelSpectrogram
-from audiodiff.config import DiffusionConfig, ModelConfig
+from audiodiff.config import DiffusionConfig, ModelConfig, recipe_from_dict
 from audiodiff.diffusion import SAMPLERS, prior, sigmas_for
 from audiodiff.diffusion.noise import positional_noise
 from audiodiff.errors import AudiodiffError
@@ -126,12 +126,16 @@ class Vocoder:
                                  f"{hint} a directory made by `audiodiff export`")
         try:
             cfg = json.loads(cfg_path.read_text())
-            if cfg.get("format") != FORMAT:
-                raise ValueError(f"format is {cfg.get('format')!r}, not {FORMAT!r}")
-            mel, model = MelConfig(**cfg["mel"]), ModelConfig(**cfg["model"])
-            diffusion = DiffusionConfig(**cfg["diffusion"])
-        except (ValueError, KeyError, TypeError) as err:
+            if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
+                found = cfg.get("format") if isinstance(cfg, dict) else None
+                raise ValueError(f"format is {found!r}, not {FORMAT!r}")
+            missing = [k for k in ("mel", "model", "diffusion") if not isinstance(cfg.get(k), dict)]
+            if missing:
+                raise ValueError(f"missing section(s) {missing}")
+            recipe = recipe_from_dict({k: cfg[k] for k in ("mel", "model", "diffusion")})
+        except (ValueError, KeyError, TypeError) as err:  # AudiodiffError is a ValueError: it names the key
             raise AudiodiffError(f"{cfg_path}: not a valid audiodiff model config ({err})") from None
+        mel, model, diffusion = recipe.mel, recipe.model, recipe.diffusion
         net = build_backbone(model, mel)
         try:
             state = load_file(str(weights))
