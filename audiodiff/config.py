@@ -50,6 +50,7 @@ class DataConfig:
     crop_frames: int = 62  # mel frames per training crop (62 x 256 = 15872 samples)
     num_workers: int = 2
     preload: bool = True  # decode all audio into memory once
+    labels: str | None = None  # "prefix": class = file-name part before the first "_" (e.g. 7_george_3.wav -> 7)
 
 
 @dataclass(frozen=True)

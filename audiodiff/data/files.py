@@ -69,3 +69,22 @@ def probe(path: Path) -> str | None:
     if cut and int(cut[2]) < int(cut[1]) < PLACEHOLDER:
         return f"truncated: the header declares {cut[1]} bytes of audio, the file holds {cut[2]}"
     return None
+
+
+def class_labels(files, mode: str | None, num_classes: int) -> tuple[list[int] | None, list[str]]:
+    """Integer labels for ``files`` and the sorted class names; ``mode`` "prefix" takes the file-name part
+    before the first "_". ``num_classes`` must match the number of classes found."""
+    if mode is None:
+        if num_classes:
+            raise AudiodiffError(f"model.num_classes is {num_classes} but data.labels is not set; "
+                                 f"set data.labels: prefix (class = file-name part before the first '_')")
+        return None, []
+    if mode != "prefix":
+        raise AudiodiffError(f"data.labels {mode!r} is not known; expected 'prefix' or null")
+    names = [Path(f).stem.split("_")[0] for f in files]
+    classes = sorted(set(names), key=lambda c: (len(c), c))
+    if len(classes) != num_classes:
+        raise AudiodiffError(f"found {len(classes)} classes ({', '.join(classes[:12])}) but model.num_classes is "
+                             f"{num_classes}; set model.num_classes: {len(classes)}")
+    index = {c: i for i, c in enumerate(classes)}
+    return [index[n] for n in names], classes

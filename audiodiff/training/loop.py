@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 
 from audiodiff.audio.mel import MelSpectrogram
 from audiodiff.config import Recipe, recipe_from_dict, save_recipe
-from audiodiff.data import AudioCrops, StepBatchSampler, split_files
+from audiodiff.data import AudioCrops, StepBatchSampler, class_labels, split_files
 from audiodiff.diffusion.guidance import drop_labels
 from audiodiff.errors import AudiodiffError
 from audiodiff.factory import build_backbone, build_denoiser
@@ -128,8 +128,15 @@ def train(recipe: Recipe, run_dir: str | Path, *, device: str | None = None, pro
 
     # Build.
     train_files, valid_files = split_files(data_path, recipe.data.valid_path, recipe.data.valid_files)
-    dataset = AudioCrops(train_files, recipe.mel, recipe.data.crop_frames, seed=tc.seed, progress=progress)
-    valid_set = AudioCrops(valid_files, recipe.mel, recipe.data.crop_frames, seed=tc.seed + 1) \
+    labels, classes = class_labels(train_files + valid_files, recipe.data.labels, recipe.model.num_classes)
+    train_labels = labels[: len(train_files)] if labels else None
+    valid_labels = labels[len(train_files):] if labels else None
+    if classes and dist.main:
+        (run_dir / "classes.txt").write_text("\n".join(classes) + "\n")
+    dataset = AudioCrops(train_files, recipe.mel, recipe.data.crop_frames, seed=tc.seed, labels=train_labels,
+                         progress=progress)
+    valid_set = AudioCrops(valid_files, recipe.mel, recipe.data.crop_frames, seed=tc.seed + 1,
+                           labels=valid_labels) \
         if valid_files else None
     with torch.random.fork_rng(devices=[]):  # initial weights from train.seed, the caller's RNG untouched
         torch.manual_seed(tc.seed)

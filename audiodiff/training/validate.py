@@ -49,6 +49,8 @@ def validate(model, recipe: Recipe, valid_set, mel_fn, writer, step: int, device
     sigma = denoiser.sample_training_sigma(len(batch), generator=gen)
     noise = torch.randn(audio.shape, generator=gen, device=device)
     cond = {"mel": mel} if recipe.model.conditional else {}
+    if recipe.model.num_classes:
+        cond["class_labels"] = torch.stack([b["label"] for b in batch]).to(device)
     loss = denoiser.loss(audio, sigma, noise, **cond).mean().item()
     writer.add_scalar("valid/loss", loss, step)
     if recipe.model.conditional:
