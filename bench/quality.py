@@ -2,7 +2,7 @@
 every checkpoint of a run (time-to-quality), plus the Griffin-Lim floor.
 
     python bench/quality.py --model DIR --data speech-22k/test [--steps 6 50] [--out q.json]
-    python bench/quality.py --run RUN_DIR --data speech-22k/test --steps 6 --out curve.json [--png curve.png]
+    python bench/quality.py --run RUN_DIR --data speech-22k/valid --steps 6 --out curve.json --png curve.png
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, nargs="+", default=[6, 50])
     ap.add_argument("--limit", type=int, default=16)
     ap.add_argument("--out")
+    ap.add_argument("--png", help="with --run: plot distance against training minutes into this PNG")
     args = ap.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     result = {**describe(), "data": args.data, "rows": []}
@@ -62,6 +63,26 @@ def main() -> None:
                     print(row, flush=True)
     if args.out:
         write_json(result, args.out)
+    if args.png and args.run:
+        plot(result["rows"], args.png)
+
+
+def plot(rows, png) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    for steps in sorted({r["steps"] for r in rows}):
+        pts = [(r["minutes"], r["reference_distance"]) for r in rows if r["steps"] == steps]
+        ax.plot(*zip(*pts), "o-", label=f"{steps} steps")
+    ax.set_xlabel("training time (minutes)")
+    ax.set_ylabel("reference distance (lower is better)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png)
 
 
 if __name__ == "__main__":

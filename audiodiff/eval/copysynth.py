@@ -113,4 +113,8 @@ def format_summary(report: dict) -> str:
             b = report["baseline"]["summary"][k]
             line += f"{b['mean']:>14.4f} ± {b['ci95']:<6.3f}"
         lines.append(line)
+    if "mcd_db" in report["summary"]:
+        missing = [k for k, ok in M.optional_metrics_available().items() if not ok]
+        if missing:
+            lines.append(f"skipped {', '.join(missing)}: not installed (pip install 'audiodiff[metrics]')")
     return "\n".join(lines)
