@@ -45,7 +45,8 @@ def main() -> None:
            / recipe.mel.sample_rate}
     print(row)
     if args.md:
-        append_markdown(args.md, "loader_speed.py " + " ".join(sys.argv[1:]), ["device", "torch", "commit", "workers", "batches_per_s", "audio_s_per_s"], [row])
+        columns = ["device", "torch", "commit", "workers", "batches_per_s", "audio_s_per_s"]
+        append_markdown(args.md, "loader_speed.py " + " ".join(sys.argv[1:]), columns, [row])
     if args.out:
         write_json(row, args.out)
 

@@ -67,7 +67,9 @@ def main() -> None:
                 print(f"{precision:5} batch {batch:3} steps {steps:3}: {sec * 1000:8.1f} ms  "
                       f"{row['x_real_time']:8.1f}x real time  peak {row['peak_mem_gb'] or 0:.2f} GB", flush=True)
     if args.md:
-        append_markdown(args.md, "synth_speed.py " + " ".join(sys.argv[1:]), ["device", "torch", "commit", "precision", "batch", "steps", "sampler", "seconds", "x_real_time", "peak_mem_gb"], rows)
+        columns = ["device", "torch", "commit", "precision", "batch",
+                   "steps", "sampler", "seconds", "x_real_time", "peak_mem_gb"]
+        append_markdown(args.md, "synth_speed.py " + " ".join(sys.argv[1:]), columns, rows)
     if args.out:
         write_json(rows, args.out)
 

@@ -79,7 +79,9 @@ def main() -> None:
            "peak_mem_gb": torch.cuda.max_memory_allocated() / 1e9 if device.type == "cuda" else None}
     print(row)
     if args.md:
-        append_markdown(args.md, "train_speed.py " + " ".join(sys.argv[1:]), ["device", "torch", "commit", "precision", "compile", "batch", "steps_per_s", "audio_s_per_s", "peak_mem_gb"], [row])
+        columns = ["device", "torch", "commit", "precision", "compile",
+                   "batch", "steps_per_s", "audio_s_per_s", "peak_mem_gb"]
+        append_markdown(args.md, "train_speed.py " + " ".join(sys.argv[1:]), columns, [row])
     if args.out:
         write_json(row, args.out)
 
