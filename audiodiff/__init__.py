@@ -8,6 +8,10 @@ def __getattr__(name):  # lazy, so `import audiodiff` stays cheap for the CLI
         from audiodiff.vocoder import Vocoder
 
         return Vocoder
+    if name == "MelGenerator":
+        from audiodiff.melgen import MelGenerator
+
+        return MelGenerator
     if name == "MelSpectrogram":
         from audiodiff.audio.mel import MelSpectrogram
 

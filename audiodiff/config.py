@@ -28,6 +28,12 @@ class ModelConfig:
     embed_dim: int = 512
     conditional: bool = True  # False: unconditional waveform model (no mel)
     num_classes: int = 0  # > 0: class-conditional, with a null class for guidance
+    # arch: unet2d (log-mel images, models/unet2d.py); the diffwave fields above except embed_dim do not apply
+    channels: int = 64  # width of the first level
+    channel_mults: tuple[int, ...] = (1, 2, 2, 4)  # level widths as multiples of channels
+    blocks_per_level: int = 2
+    attention_levels: tuple[int, ...] = ()  # levels with self-attention (the lowest resolution always has it)
+    image_frames: int = 64  # frames per image tile; training crops must match (data.crop_frames)
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,7 @@ class DataConfig:
     num_workers: int = 2
     preload: bool = True  # decode all audio into memory once
     labels: str | None = None  # "prefix": class = file-name part before the first "_" (e.g. 7_george_3.wav -> 7)
+    pad_short: bool = False  # pad files shorter than a crop with trailing silence instead of skipping them
 
 
 @dataclass(frozen=True)
@@ -83,7 +90,9 @@ class Recipe:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        # Tuples as lists: YAML's safe dumper knows no tuples.
+        return {name: {k: list(v) if isinstance(v, tuple) else v for k, v in section.items()}
+                for name, section in dataclasses.asdict(self).items()}
 
 
 SECTIONS = {"mel": MelConfig, "model": ModelConfig, "diffusion": DiffusionConfig, "data": DataConfig,
@@ -100,6 +109,9 @@ def _check_type(where: str, value, hint):
     options = typing.get_args(hint) if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) \
         else (hint,)
     for opt in options:
+        if typing.get_origin(opt) is tuple and isinstance(value, (list, tuple)):
+            item = typing.get_args(opt)[0]
+            return tuple(_check_type(f"{where}[{i}]", v, item) for i, v in enumerate(value))
         if opt is type(None) and value is None:
             return value
         if opt is float and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -113,7 +125,8 @@ def _check_type(where: str, value, hint):
             return value
         if opt in (str, bool) and isinstance(value, opt):
             return value
-    names = " or ".join("null" if o is type(None) else o.__name__ for o in options)
+    names = " or ".join("null" if o is type(None) else "a list of " + typing.get_args(o)[0].__name__ + "s"
+                        if typing.get_origin(o) is tuple else o.__name__ for o in options)
     raise AudiodiffError(f"recipe key {where}: expected {names}, got {value!r}")
 
 

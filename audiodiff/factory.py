@@ -11,7 +11,7 @@ from audiodiff.audio.mel import MelConfig
 from audiodiff.config import DiffusionConfig, ModelConfig
 from audiodiff.diffusion import Denoiser, DiscreteSchedule, make_betas
 from audiodiff.errors import AudiodiffError
-from audiodiff.models import DiffWave
+from audiodiff.models import DiffWave, UNet2D
 
 
 def build_backbone(model: ModelConfig, mel: MelConfig) -> nn.Module:
@@ -22,7 +22,14 @@ def build_backbone(model: ModelConfig, mel: MelConfig) -> nn.Module:
             residual_layers=model.residual_layers, residual_channels=model.residual_channels,
             dilation_cycle=model.dilation_cycle, embed_dim=model.embed_dim, num_classes=model.num_classes,
         )
-    raise AudiodiffError(f"unknown model.arch {model.arch!r}; expected 'diffwave'")
+    if model.arch == "unet2d":
+        try:
+            return UNet2D(in_channels=1, channels=model.channels, channel_mults=model.channel_mults,
+                          blocks_per_level=model.blocks_per_level, attention_levels=model.attention_levels,
+                          embed_dim=model.embed_dim, num_classes=model.num_classes)
+        except ValueError as err:
+            raise AudiodiffError(f"model: {err}") from None
+    raise AudiodiffError(f"unknown model.arch {model.arch!r}; expected 'diffwave' or 'unet2d'")
 
 
 def build_schedule(diffusion: DiffusionConfig) -> DiscreteSchedule:

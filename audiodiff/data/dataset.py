@@ -32,10 +32,13 @@ CLIP_LEVEL, CLIP_SHARE = 0.999, 1e-3  # a file "clips" when over 0.1% of its sam
 
 
 class AudioCrops(Dataset):
-    """Random ``crop_frames``-frame crops of ``files``; ``labels`` (one int per file) enable class conditioning."""
+    """Random ``crop_frames``-frame crops of ``files``; ``labels`` (one int per file) enable class conditioning.
+
+    Files shorter than a crop are skipped, or with ``pad_short`` padded with trailing silence to one crop.
+    """
 
     def __init__(self, files, mel: MelConfig, crop_frames: int, seed: int = 0, labels=None,
-                 progress: bool = False):
+                 progress: bool = False, pad_short: bool = False):
         self.mel, self.crop_frames, self.seed = mel, crop_frames, seed
         self.hop = mel.hop_length
         self.skipped: list[tuple[str, str]] = []
@@ -58,6 +61,8 @@ class AudioCrops(Dataset):
                 reason = "non-finite samples"
             if reason is None and np.abs(audio).max() < 1e-4:
                 reason = "silent"
+            if reason is None and pad_short and len(audio) < min_samples:
+                audio = np.pad(audio, (0, min_samples - len(audio)))  # trailing silence: a whole short clip is a crop
             if reason is None and len(audio) < min_samples:
                 reason = f"shorter than a crop ({len(audio) / mel.sample_rate:.2f} s < " \
                          f"{min_samples / mel.sample_rate:.2f} s)"

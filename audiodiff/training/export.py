@@ -12,7 +12,8 @@ from audiodiff.training.checkpoint import load_checkpoint, load_latest
 
 def export(run_dir: str | Path, out_dir: str | Path, checkpoint: str | Path | None = None,
            fp16: bool = False) -> Path:
-    """Write the EMA weights of the newest (or the given) checkpoint of ``run_dir`` as a model directory."""
+    """Write the EMA weights of the newest (or the given) checkpoint of ``run_dir`` as a model directory
+    (a ``Vocoder``, or a ``MelGenerator`` for a unet2d run)."""
     from audiodiff.vocoder import Vocoder
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
@@ -27,6 +28,10 @@ def export(run_dir: str | Path, out_dir: str | Path, checkpoint: str | Path | No
     recipe = recipe_from_dict(state["recipe"])
     net = build_backbone(recipe.model, recipe.mel)
     net.load_state_dict(state["ema"]["model"])
+    if recipe.model.arch == "unet2d":  # a log-mel image model: a MelGenerator, not a Vocoder
+        from audiodiff.melgen import MelGenerator
+
+        return MelGenerator(net, recipe.mel, recipe.model, recipe.diffusion).save_pretrained(out_dir, fp16=fp16)
     voc = Vocoder(net, recipe.mel, recipe.model, recipe.diffusion)
     voc.save_pretrained(out_dir, fp16=fp16)
     return out_dir

@@ -32,6 +32,7 @@ from audiodiff.factory import build_backbone, build_denoiser
 from audiodiff.training import checkpoint as ckpt
 from audiodiff.training import distributed
 from audiodiff.training.ema import EMA
+from audiodiff.training.targets import check_image_crops, diffusion_inputs
 from audiodiff.training.validate import validate
 
 log = logging.getLogger("audiodiff")
@@ -107,12 +108,12 @@ def train_step(denoiser, mel_fn, batch, gen, device, amp_dtype, recipe: Recipe):
     with torch.no_grad():
         mel = mel_fn(segment, pad=False)  # [B, n_mels, N]
     sigma = denoiser.sample_training_sigma(audio.shape[0], generator=gen)
-    noise = torch.randn(audio.shape, generator=gen, device=device)
-    cond = {"mel": mel} if recipe.model.conditional else {}
-    if recipe.model.num_classes:
+    x0, cond = diffusion_inputs(recipe, audio, mel)  # waveform, or log-mel image for unet2d
+    noise = torch.randn(x0.shape, generator=gen, device=device)
+    if recipe.model.num_classes:  # drawn after the noise: the waveform path's random stream is unchanged
         cond["class_labels"] = drop_labels(batch["label"].to(device), recipe.train.label_dropout, gen)
     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-        return denoiser.loss(audio, sigma, noise, **cond).mean()
+        return denoiser.loss(x0, sigma, noise, **cond).mean()
 
 
 def train(recipe: Recipe, run_dir: str | Path, *, device: str | None = None, progress: bool = True) -> Path:
@@ -121,6 +122,7 @@ def train(recipe: Recipe, run_dir: str | Path, *, device: str | None = None, pro
     dist = distributed.setup(device)
     tc = recipe.train
     data_path = resolve_data(recipe)
+    check_image_crops(recipe)
     check_resume_compatible(run_dir, recipe)
     if dist.main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -134,9 +136,9 @@ def train(recipe: Recipe, run_dir: str | Path, *, device: str | None = None, pro
     if classes and dist.main:
         (run_dir / "classes.txt").write_text("\n".join(classes) + "\n")
     dataset = AudioCrops(train_files, recipe.mel, recipe.data.crop_frames, seed=tc.seed, labels=train_labels,
-                         progress=progress)
+                         progress=progress, pad_short=recipe.data.pad_short)
     valid_set = AudioCrops(valid_files, recipe.mel, recipe.data.crop_frames, seed=tc.seed + 1,
-                           labels=valid_labels) \
+                           labels=valid_labels, pad_short=recipe.data.pad_short) \
         if valid_files else None
     with torch.random.fork_rng(devices=[]):  # initial weights from train.seed, the caller's RNG untouched
         torch.manual_seed(tc.seed)

@@ -1,0 +1,118 @@
+"""``MelGenerator``: class labels in, log-mel spectrograms out, from a 2-D U-Net trained on mel images.
+
+    gen = MelGenerator.from_pretrained("digits-export/")
+    mel = gen([3, 7], seed=0, guidance=2.0)      # [2, n_mels, image_frames] on the vocoder's log-mel scale
+    wav = Vocoder.from_pretrained(...)(mel)      # a vocoder trained on the same mel front end
+
+An exported generator is a directory with ``config.json`` (mel, model and diffusion settings) and
+``model.safetensors`` (EMA weights), like a vocoder's but with its own ``format``; nothing is unpickled. Sampling
+uses the shared samplers on ``[B, 1, n_mels, frames]`` and classifier-free guidance (Ho & Salimans 2022, eq. 6);
+images are mapped back with ``MelImage.to_mel`` (``audio/spectro_image.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+
+from audiodiff.audio.mel import MelConfig
+from audiodiff.audio.spectro_image import MelImage
+from audiodiff.config import DiffusionConfig, ModelConfig, recipe_from_dict
+from audiodiff.diffusion import NULL_LABEL, SAMPLERS, guided, prior, sigmas_for
+from audiodiff.errors import AudiodiffError
+from audiodiff.factory import build_backbone, build_denoiser
+
+FORMAT = "audiodiff-melgen"
+
+
+class MelGenerator:
+    """A class-conditional (or unconditional) log-mel generator around a ``UNet2D``."""
+
+    def __init__(self, net: torch.nn.Module, mel: MelConfig, model: ModelConfig, diffusion: DiffusionConfig):
+        if model.arch != "unet2d":
+            raise AudiodiffError(f"MelGenerator needs model.arch unet2d, got {model.arch!r}; use Vocoder for it")
+        self.net = net.eval()
+        self.mel_config, self.model_config, self.diffusion_config = mel, model, diffusion
+        self.denoiser = build_denoiser(self.net, diffusion)
+        self.image = MelImage.for_mel(mel, model.image_frames)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    def to(self, device) -> "MelGenerator":
+        self.net.to(device)
+        return self
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device=None) -> "MelGenerator":
+        """Load a directory written by ``save_pretrained`` (or ``audiodiff export`` of a unet2d run)."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        cfg_path, weights = path / "config.json", path / "model.safetensors"
+        if not cfg_path.is_file() or not weights.is_file():
+            raise AudiodiffError(f"{path} is not an audiodiff mel generator (needs config.json and "
+                                 f"model.safetensors); pass a directory made by `audiodiff export`")
+        try:
+            cfg = json.loads(cfg_path.read_text())
+            if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
+                found = cfg.get("format") if isinstance(cfg, dict) else None
+                raise ValueError(f"format is {found!r}, not {FORMAT!r}")
+            recipe = recipe_from_dict({k: cfg[k] for k in ("mel", "model", "diffusion")})
+        except (ValueError, KeyError, TypeError) as err:
+            raise AudiodiffError(f"{cfg_path}: not a valid mel generator config ({err})") from None
+        net = build_backbone(recipe.model, recipe.mel)
+        try:
+            net.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()})
+        except Exception as err:
+            raise AudiodiffError(f"{weights}: weights do not load into the model its config describes "
+                                 f"({str(err).splitlines()[0][:160]}); re-export the model") from None
+        gen = cls(net, recipe.mel, recipe.model, recipe.diffusion)
+        return gen.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    def save_pretrained(self, path: str | Path, fp16: bool = False) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` to ``path``."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        dtype = torch.float16 if fp16 else torch.float32
+        state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in self.net.state_dict().items()}
+        save_file(state, str(path / "model.safetensors"))
+        sections = {"mel": self.mel_config, "model": self.model_config, "diffusion": self.diffusion_config}
+        cfg = {"format": FORMAT, **{k: dataclasses.asdict(v) for k, v in sections.items()}}
+        (path / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+        return path
+
+    @torch.no_grad()
+    def __call__(self, labels=None, batch: int | None = None, frames: int | None = None, steps: int | None = None,
+                 sampler: str | None = None, guidance: float = 1.0, seed: int | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Log-mels ``[B, n_mels, frames]`` (default ``model.image_frames``) for class ``labels`` (a list or
+        ``[B]``; -1 or None: unconditional, then ``batch`` sets B). ``guidance`` is the CFG scale (1: none)."""
+        device = self.device
+        if labels is not None:
+            labels = torch.as_tensor(labels, dtype=torch.long, device=device).reshape(-1)
+            if self.model_config.num_classes == 0:
+                raise AudiodiffError("this generator is unconditional: pass no labels")
+            if (labels >= self.model_config.num_classes).any():
+                raise AudiodiffError(f"labels must lie in 0..{self.model_config.num_classes - 1} (or -1), "
+                                     f"got {labels.tolist()}")
+        n = len(labels) if labels is not None else (batch or 1)
+        if generator is None:
+            generator = torch.Generator(device=device).manual_seed(0 if seed is None else seed)
+        sampler = sampler or self.diffusion_config.sampler
+        sigmas = sigmas_for(sampler, steps or self.diffusion_config.sample_steps, self.denoiser.schedule).to(device)
+        shape = (n, 1, self.mel_config.n_mels, frames or self.model_config.image_frames)
+        x = prior(shape, float(sigmas[0]), generator, device=device)
+        denoise, extra = self.denoiser, {}
+        if labels is not None:
+            extra = {"class_labels": labels}
+            if guidance != 1.0:
+                denoise = guided(self.denoiser, guidance, {"class_labels": NULL_LABEL})
+        image = SAMPLERS[sampler](denoise, x, sigmas, generator=generator, extra_args=extra)
+        return self.image.to_mel(image[:, 0].float())
