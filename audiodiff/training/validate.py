@@ -6,6 +6,8 @@ import io
 
 import torch
 
+from audiodiff.audio.plot import mel_png
+
 from audiodiff.config import Recipe
 from audiodiff.diffusion import SAMPLERS, prior, sigmas_for
 from audiodiff.factory import build_denoiser
@@ -14,25 +16,12 @@ from audiodiff.training.targets import diffusion_inputs
 VALID_ITEMS = 16
 
 
-def spectrogram_png(mel: torch.Tensor, title: str):
+def spectrogram_png(mel: torch.Tensor, title: str) -> torch.Tensor:
     """A mel ``[n_mels, F]`` rendered as an image tensor ``[3, H, W]`` for TensorBoard."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
     from PIL import Image
 
-    fig, ax = plt.subplots(figsize=(8, 3), dpi=80)
-    ax.imshow(mel.float().cpu().numpy(), origin="lower", aspect="auto", interpolation="none")
-    ax.set_title(title)
-    ax.set_xlabel("frame")
-    ax.set_ylabel("mel band")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    img = np.array(Image.open(buf).convert("RGB"))
+    img = np.array(Image.open(io.BytesIO(mel_png(mel, title))).convert("RGB"))
     return torch.from_numpy(img).permute(2, 0, 1)
 
 
