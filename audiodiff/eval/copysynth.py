@@ -34,11 +34,12 @@ def griffin_lim(mel: np.ndarray, cfg: MelConfig, n_iter: int = 32) -> np.ndarray
     )
     if cfg.normalized:
         stft = stft * np.sqrt(np.sum(np.hanning(cfg.win_length + 1)[:-1] ** 2))
-    y = librosa.griffinlim(stft, n_iter=n_iter, hop_length=cfg.hop_length, win_length=cfg.win_length,
-                           center=True, random_state=0)
     # librosa centres frame i at i * hop; our frame i is centred at i * hop + n_fft / 2 - pad_left.
     shift = cfg.n_fft // 2 - cfg.pad[0]
-    return np.concatenate([np.zeros(shift, dtype=y.dtype), y])[: mel.shape[1] * cfg.hop_length]
+    length = mel.shape[1] * cfg.hop_length
+    y = librosa.griffinlim(stft, n_iter=n_iter, hop_length=cfg.hop_length, win_length=cfg.win_length,
+                           center=True, random_state=0, length=length - shift)
+    return np.concatenate([np.zeros(shift, dtype=y.dtype), y])[:length]
 
 
 def summarise(rows: list[dict], keys) -> dict:
