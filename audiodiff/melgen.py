@@ -12,18 +12,17 @@ images are mapped back with ``MelImage.to_mel`` (``audio/spectro_image.py``).
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from pathlib import Path
 
 import torch
 
+from audiodiff import artifacts
 from audiodiff.audio.mel import MelConfig
 from audiodiff.audio.spectro_image import MelImage
-from audiodiff.config import DiffusionConfig, ModelConfig, recipe_from_dict
+from audiodiff.config import DiffusionConfig, ModelConfig
 from audiodiff.diffusion import NULL_LABEL, SAMPLERS, guided, prior, sigmas_for
 from audiodiff.errors import AudiodiffError
-from audiodiff.factory import build_backbone, build_denoiser
+from audiodiff.factory import build_denoiser
 
 FORMAT = "audiodiff-melgen"
 
@@ -50,43 +49,14 @@ class MelGenerator:
     @classmethod
     def from_pretrained(cls, path: str | Path, device=None) -> "MelGenerator":
         """Load a directory written by ``save_pretrained`` (or ``audiodiff export`` of a unet2d run)."""
-        from safetensors.torch import load_file
-
-        path = Path(path)
-        cfg_path, weights = path / "config.json", path / "model.safetensors"
-        if not cfg_path.is_file() or not weights.is_file():
-            raise AudiodiffError(f"{path} is not an audiodiff mel generator (needs config.json and "
-                                 f"model.safetensors); pass a directory made by `audiodiff export`")
-        try:
-            cfg = json.loads(cfg_path.read_text())
-            if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
-                found = cfg.get("format") if isinstance(cfg, dict) else None
-                raise ValueError(f"format is {found!r}, not {FORMAT!r}")
-            recipe = recipe_from_dict({k: cfg[k] for k in ("mel", "model", "diffusion")})
-        except (ValueError, KeyError, TypeError) as err:
-            raise AudiodiffError(f"{cfg_path}: not a valid mel generator config ({err})") from None
-        net = build_backbone(recipe.model, recipe.mel)
-        try:
-            net.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()})
-        except Exception as err:
-            raise AudiodiffError(f"{weights}: weights do not load into the model its config describes "
-                                 f"({str(err).splitlines()[0][:160]}); re-export the model") from None
+        _, recipe, net = artifacts.load(Path(path), FORMAT, "mel generator")
         gen = cls(net, recipe.mel, recipe.model, recipe.diffusion)
         return gen.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
     def save_pretrained(self, path: str | Path, fp16: bool = False) -> Path:
         """Write ``config.json`` and ``model.safetensors`` to ``path``."""
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        dtype = torch.float16 if fp16 else torch.float32
-        state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in self.net.state_dict().items()}
-        save_file(state, str(path / "model.safetensors"))
         sections = {"mel": self.mel_config, "model": self.model_config, "diffusion": self.diffusion_config}
-        cfg = {"format": FORMAT, **{k: dataclasses.asdict(v) for k, v in sections.items()}}
-        (path / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-        return path
+        return artifacts.save(path, self.net, FORMAT, sections, fp16=fp16)
 
     @torch.no_grad()
     def __call__(self, labels=None, batch: int | None = None, frames: int | None = None, steps: int | None = None,

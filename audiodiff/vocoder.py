@@ -11,19 +11,18 @@ and whole synthesis agree away from chunk edges and memory stays bounded by the 
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from audiodiff import artifacts
 from audiodiff.audio.mel import MelConfig, MelSpectrogram
-from audiodiff.config import DiffusionConfig, ModelConfig, recipe_from_dict
+from audiodiff.config import DiffusionConfig, ModelConfig
 from audiodiff.diffusion import SAMPLERS, prior, sigmas_for
 from audiodiff.diffusion.noise import positional_noise
 from audiodiff.errors import AudiodiffError
-from audiodiff.factory import build_backbone, build_denoiser
+from audiodiff.factory import build_denoiser
 
 PRETRAINED = Path(__file__).parent / "pretrained"
 DEFAULT_MODEL = PRETRAINED / "speech-22k"
@@ -116,50 +115,16 @@ class Vocoder:
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device=None, **kwargs) -> "Vocoder":
         """Load an exported model directory (default: the speech vocoder bundled with audiodiff)."""
-        from safetensors.torch import load_file
-
         path = Path(path) if path is not None else DEFAULT_MODEL
-        cfg_path, weights = path / "config.json", path / "model.safetensors"
-        if not cfg_path.is_file() or not weights.is_file():
-            hint = "this install ships no default model; pass --model" if path == DEFAULT_MODEL else "pass"
-            raise AudiodiffError(f"{path} is not an audiodiff model (needs config.json and model.safetensors); "
-                                 f"{hint} a directory made by `audiodiff export`")
-        try:
-            cfg = json.loads(cfg_path.read_text())
-            if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
-                found = cfg.get("format") if isinstance(cfg, dict) else None
-                raise ValueError(f"format is {found!r}, not {FORMAT!r}")
-            missing = [k for k in ("mel", "model", "diffusion") if not isinstance(cfg.get(k), dict)]
-            if missing:
-                raise ValueError(f"missing section(s) {missing}")
-            recipe = recipe_from_dict({k: cfg[k] for k in ("mel", "model", "diffusion")})
-        except (ValueError, KeyError, TypeError) as err:  # AudiodiffError is a ValueError: it names the key
-            raise AudiodiffError(f"{cfg_path}: not a valid audiodiff model config ({err})") from None
-        mel, model, diffusion = recipe.mel, recipe.model, recipe.diffusion
-        net = build_backbone(model, mel)
-        try:
-            state = load_file(str(weights))
-            net.load_state_dict({k: v.float() for k, v in state.items()})
-        except Exception as err:
-            raise AudiodiffError(f"{weights}: weights do not load into the model its config describes "
-                                 f"({str(err).splitlines()[0][:160]}); re-export the model") from None
-        voc = cls(net, mel, model, diffusion, cfg.get("tuned_schedules"), **kwargs)
+        hint = "this install ships no default model; pass --model" if path == DEFAULT_MODEL else "pass"
+        cfg, recipe, net = artifacts.load(path, FORMAT, "model", hint)
+        voc = cls(net, recipe.mel, recipe.model, recipe.diffusion, cfg.get("tuned_schedules"), **kwargs)
         return voc.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
     def save_pretrained(self, path: str | Path, fp16: bool = False) -> Path:
         """Write ``config.json`` and ``model.safetensors`` (the weights this object holds) to ``path``."""
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        dtype = torch.float16 if fp16 else torch.float32
-        state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in self.net.state_dict().items()}
-        save_file(state, str(path / "model.safetensors"))
-        cfg = {"format": FORMAT, "mel": dataclasses.asdict(self.mel_config),
-               "model": dataclasses.asdict(self.model_config),
-               "diffusion": dataclasses.asdict(self.diffusion_config), "tuned_schedules": self.tuned_schedules}
-        (path / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-        return path
+        sections = {"mel": self.mel_config, "model": self.model_config, "diffusion": self.diffusion_config}
+        return artifacts.save(path, self.net, FORMAT, sections, {"tuned_schedules": self.tuned_schedules}, fp16)
 
     # --- inference --------------------------------------------------------------------------------------------
     def mel(self, audio) -> torch.Tensor:
@@ -232,4 +197,3 @@ class Vocoder:
         if ramp and i + 1 < n:
             w[-ramp:] = torch.minimum(w[-ramp:], 1 - _fade(ramp, device))
         return w
-        return out
