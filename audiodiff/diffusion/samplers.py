@@ -88,6 +88,21 @@ def _ancestral_update(x, x0, s: float, s_next: float, eta: float, noise_sampler:
     return x + up * noise_sampler(x) if up > 0 else x
 
 
+def _ancestral_loop(denoise, x, sigmas, eta: float, noise_sampler, extra_args: dict, callback, corrector=None):
+    # The loop shared by ``ancestral`` and ``pc``: one ancestral step per level, then ``corrector(x, sigma_next)``
+    # (skipped at sigma = 0) where a sampler refines the new level.
+    sigmas = sigmas.double()
+    for i in range(len(sigmas) - 1):
+        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
+        x0 = denoise(x, _sigma_batch(sigmas[i], x), **extra_args)
+        x = _ancestral_update(x, x0, s, s_next, eta, noise_sampler)
+        if corrector is not None and s_next > 0:
+            x = corrector(x, sigmas[i + 1])
+        if callback is not None:
+            callback(i, x, x0)
+    return x
+
+
 @torch.no_grad()
 def sample_ancestral(denoise: Denoise, x: torch.Tensor, sigmas: torch.Tensor, *, eta: float = 1.0,
                      generator: torch.Generator | None = None, noise_sampler: NoiseSampler | None = None,
@@ -97,16 +112,8 @@ def sample_ancestral(denoise: Denoise, x: torch.Tensor, sigmas: torch.Tensor, *,
     With ``eta = 1`` it is DDPM's reverse process on the given noise levels; ``eta = 0`` is deterministic DDIM.
     One network call per step.
     """
-    extra_args = extra_args or {}
-    noise_sampler = noise_sampler or generator_noise(generator)
-    sigmas = sigmas.double()
-    for i in range(len(sigmas) - 1):
-        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
-        x0 = denoise(x, _sigma_batch(sigmas[i], x), **extra_args)
-        x = _ancestral_update(x, x0, s, s_next, eta, noise_sampler)
-        if callback is not None:
-            callback(i, x, x0)
-    return x
+    return _ancestral_loop(denoise, x, sigmas, eta, noise_sampler or generator_noise(generator), extra_args or {},
+                           callback)
 
 
 def sample_ddim(denoise: Denoise, x: torch.Tensor, sigmas: torch.Tensor, *, eta: float = 0.0,
@@ -221,17 +228,13 @@ def sample_pc(denoise: Denoise, x: torch.Tensor, sigmas: torch.Tensor, *, snr: f
     """
     extra_args = extra_args or {}
     noise_sampler = noise_sampler or generator_noise(generator)
-    sigmas = sigmas.double()
-    for i in range(len(sigmas) - 1):
-        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
-        x0 = denoise(x, _sigma_batch(sigmas[i], x), **extra_args)
-        x = _ancestral_update(x, x0, s, s_next, 1.0, noise_sampler)
-        if s_next > 0:
-            for _ in range(n_corrector):
-                x = langevin_step(denoise, x, sigmas[i + 1], snr, noise_sampler, extra_args)
-        if callback is not None:
-            callback(i, x, x0)
-    return x
+
+    def corrector(x, sigma):
+        for _ in range(n_corrector):
+            x = langevin_step(denoise, x, sigma, snr, noise_sampler, extra_args)
+        return x
+
+    return _ancestral_loop(denoise, x, sigmas, 1.0, noise_sampler, extra_args, callback, corrector)
 
 
 SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
