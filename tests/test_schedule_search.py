@@ -56,3 +56,17 @@ def test_cli_stores_schedule(model_dir, capsys):
     assert len(cfg["tuned_schedules"]["2"]) == 2
     assert "stored 2-step schedule" in capsys.readouterr().out
     assert fast_betas(2, cfg["tuned_schedules"]) == cfg["tuned_schedules"]["2"]
+
+
+def test_search_moves_towards_a_better_schedule(monkeypatch):
+    # With a score that is a known function of the betas, the coordinate search must leave the default schedule
+    # and strictly improve the score (a search that returned its start would fail here).
+    target = [2e-4, 5e-3, 0.05, 0.3]
+    monkeypatch.setattr(ss, "score", lambda voc, clips, betas, seed=0: float(
+        sum(abs(np.log(b) - np.log(t)) for b, t in zip(betas, target))))
+    start = fast_betas(4)
+    betas, best, first = ss.search(None, [], steps=4, passes=3, log=lambda *_: None)
+    assert first == pytest.approx(ss.score(None, [], start))
+    assert betas != start and best < first - 0.5
+    assert best == pytest.approx(ss.score(None, [], betas))
+    assert all(b > a for a, b in zip(betas, betas[1:]))
