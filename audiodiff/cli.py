@@ -135,8 +135,10 @@ def synth(mel_in, wav_out, model, steps, sampler, precision, device, seed):
     from audiodiff.audio.io import save_audio
     from audiodiff.vocoder import Vocoder
 
-    if _same_file(mel_in, wav_out) or wav_out.suffix.lower() == ".npy":
+    if _same_file(mel_in, wav_out):
         raise AudiodiffError(f"output {wav_out} would overwrite the input; give a .wav path")
+    if wav_out.suffix.lower() not in (".wav", ".flac"):
+        raise AudiodiffError(f"output {wav_out}: synth writes audio; give a path ending in .wav or .flac")
     mel_arr = _load_mel(mel_in)
     voc = Vocoder.from_pretrained(model, device=device, sampler=sampler, steps=steps, precision=precision)
     wav = voc(mel_arr, seed=seed)

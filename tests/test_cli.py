@@ -185,3 +185,17 @@ def test_mel_with_an_unknown_preset(capsys, work):
     clip = write_wav(work / "clip.wav", harmonic(0.2))
     code, _, err = invoke(capsys, "mel", clip, work / "m.npy", "--preset", "tacotron")
     assert_one_line_error(code, err, "unknown mel preset 'tacotron'", "hifigan")
+
+
+def test_synth_refuses_a_non_audio_output_path(tmp_path, capsys):
+    import numpy as np
+
+    from audiodiff.cli import main
+
+    np.save(tmp_path / "m.npy", np.zeros((80, 4), dtype=np.float32))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["synth", str(tmp_path / "m.npy"), str(tmp_path / "other.npy")])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err == f"error: output {tmp_path / 'other.npy'}: synth writes audio; give a path ending in .wav or .flac\n"
+    assert not (tmp_path / "other.npy").exists()
