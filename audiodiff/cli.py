@@ -57,9 +57,12 @@ def cli(debug: bool):
               "[default: runs/<recipe name>]. An existing run there is resumed.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override a recipe value, e.g. --set train.batch_size=8 (repeatable).")
+@click.option("--init", "init", metavar="MODEL_DIR|pretrained",
+              help="Fine-tune: start from an exported model's weights (same model and mel settings) or from the "
+                   "bundled vocoder; same as --set train.init=...")
 @click.option("--device", help="cpu, cuda or cuda:N [default: cuda if available].")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
-def train(recipe: Path, data, run_dir, overrides, device, no_progress):
+def train(recipe: Path, data, run_dir, overrides, init, device, no_progress):
     """Train (or resume) a model from a YAML RECIPE.
 
     Checkpoints are written atomically every train.checkpoint_every steps; run the same command again to
@@ -69,7 +72,7 @@ def train(recipe: Path, data, run_dir, overrides, device, no_progress):
     from audiodiff.config import load_recipe
     from audiodiff.training import train as run_training
 
-    extra = list(overrides) + ([f"data.path={data}"] if data else [])
+    extra = list(overrides) + ([f"data.path={data}"] if data else []) + ([f"train.init={init}"] if init else [])
     cfg = load_recipe(recipe, extra)
     run_dir = run_dir or Path("runs") / recipe.stem
     last = run_training(cfg, run_dir, device=device, progress=not no_progress)
@@ -126,11 +129,12 @@ def mel(audio_in, mel_out, preset, model):
               help="Exported model directory (from `audiodiff export`); needed until a pretrained vocoder ships.")
 @click.option("--steps", type=int, help="Sampling steps [default: the model's, usually 6].")
 @click.option("--sampler", help="fast, ddpm, ddim, dpmpp, pc or heun [default: the model's, usually fast].")
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
-              help="bf16 is about 1.3x faster on a GPU (see docs/benchmarks.md).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help="auto: bf16 on a GPU, fp32 on the CPU. fp32 on a GPU is the slow reference path.")
+@click.option("--no-graphs", is_flag=True, help="Do not replay CUDA graphs on a GPU (debugging).")
 @click.option("--device", help="cpu, cuda or cuda:N [default: cuda if available].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Noise seed (same seed, same output).")
-def synth(mel_in, wav_out, model, steps, sampler, precision, device, seed):
+def synth(mel_in, wav_out, model, steps, sampler, precision, no_graphs, device, seed):
     """Vocode a mel-spectrogram [n_mels, frames] saved as .npy into a 16-bit wav file."""
     from audiodiff.audio.io import save_audio
     from audiodiff.vocoder import Vocoder
@@ -140,7 +144,8 @@ def synth(mel_in, wav_out, model, steps, sampler, precision, device, seed):
     if wav_out.suffix.lower() not in (".wav", ".flac"):
         raise AudiodiffError(f"output {wav_out}: synth writes audio; give a path ending in .wav or .flac")
     mel_arr = _load_mel(mel_in)
-    voc = Vocoder.from_pretrained(model, device=device, sampler=sampler, steps=steps, precision=precision)
+    voc = Vocoder.from_pretrained(model, device=device, sampler=sampler, steps=steps, precision=precision,
+                                  graphs=not no_graphs)
     wav = voc(mel_arr, seed=seed)
     if wav.ndim != 1:
         raise AudiodiffError("synth writes one file: give a single mel [n_mels, frames], not a batch")

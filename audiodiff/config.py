@@ -79,6 +79,7 @@ class TrainConfig:
     max_bad_steps: int = 20  # consecutive non-finite losses before training stops
     compile: bool = False  # torch.compile the backbone for the training step
     label_dropout: float = 0.1  # class-conditional models: share of labels replaced by the null class (CFG)
+    init: str | None = None  # start from an exported model's weights (fine-tuning); "pretrained": the bundled one
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,12 @@ from audiodiff.diffusion import SAMPLERS, prior, sigmas_for
 from audiodiff.diffusion.noise import positional_noise
 from audiodiff.errors import AudiodiffError
 from audiodiff.factory import build_denoiser
+from audiodiff.fastpath import FastBackbone
 
 PRETRAINED = Path(__file__).parent / "pretrained"
 DEFAULT_MODEL = PRETRAINED / "speech-22k"
 FORMAT = "audiodiff-vocoder"
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def check_mel(mel, n_mels: int) -> tuple[torch.Tensor, bool]:
@@ -72,7 +74,7 @@ class Vocoder:
     def __init__(self, net: torch.nn.Module, mel: MelConfig, model: ModelConfig, diffusion: DiffusionConfig,
                  tuned_schedules: dict | None = None, sampler: str | None = None, steps: int | None = None,
                  chunk_frames: int = 1024, overlap_frames: int = 32, max_batch: int = 16,
-                 precision: str = "fp32"):
+                 precision: str = "auto", graphs: bool = True):
         self.net = net.eval().requires_grad_(False)
         self.mel_config, self.model_config, self.diffusion_config = mel, model, diffusion
         self.tuned_schedules = dict(tuned_schedules or {})
@@ -81,12 +83,11 @@ class Vocoder:
         if self.sampler not in SAMPLERS:
             raise AudiodiffError(f"unknown sampler {self.sampler!r}; choose one of {sorted(SAMPLERS)}")
         self.chunk_frames, self.overlap_frames, self.max_batch = chunk_frames, overlap_frames, max_batch
-        if precision not in ("fp32", "bf16"):
-            raise AudiodiffError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
-        self.precision = precision
+        self.precision, self.graphs = precision, graphs
         if not 0 <= 2 * overlap_frames < chunk_frames:
             raise AudiodiffError("need 0 <= 2 * overlap_frames < chunk_frames")
-        self.denoiser = build_denoiser(self.net, diffusion)
+        self.denoiser = build_denoiser(self.net, diffusion)  # fp32 eager: the reference path
+        self._fast = None  # (key, denoiser) of the fast path, built on first use
         self._mel_fn = MelSpectrogram(mel).to(self.device)
 
     # --- properties -------------------------------------------------------------------------------------------
@@ -103,12 +104,38 @@ class Vocoder:
         return self.mel_config.n_mels
 
     @property
+    def precision(self) -> str:
+        """"fp32", "bf16", or "auto" (bf16 on a GPU, fp32 on the CPU); see ``fastpath.py``."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        if value not in PRECISIONS:
+            raise AudiodiffError(f"precision must be one of {PRECISIONS}, got {value!r}")
+        self._precision = value
+
+    def _runner(self):
+        """The denoiser that sampling uses: the fp32 eager network on the CPU at fp32, otherwise the fast path
+        (a bf16 or fp32 copy of the weights, CUDA graphs on a GPU when ``graphs`` is set)."""
+        device = self.device
+        precision = self.precision if self.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+        graphs = self.graphs and device.type == "cuda"
+        if precision == "fp32" and not graphs:
+            return self.denoiser
+        key = (device, precision, graphs, id(self.net))
+        if self._fast is None or self._fast[0] != key:
+            dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+            self._fast = key, build_denoiser(FastBackbone(self.net, dtype, graphs), self.diffusion_config)
+        return self._fast[1]
+
+    @property
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 
     def to(self, device) -> "Vocoder":
         self.net.to(device)
         self._mel_fn.to(device)
+        self._fast = None
         return self
 
     # --- persistence ------------------------------------------------------------------------------------------
@@ -163,6 +190,7 @@ class Vocoder:
         B, _, F = mel.shape
         hop = self.hop_length
         chunks = self._chunks(F)
+        runner = self._runner()
         out = torch.zeros(B, F * hop, device=mel.device)
         weight = torch.zeros(F * hop, device=mel.device)  # sum of cross-fade weights per sample
         ramp = self.overlap_frames * hop
@@ -177,8 +205,7 @@ class Vocoder:
             x = prior((len(group), 1, part.shape[-1] * hop), float(sigmas[0]), device=mel.device,
                       noise_sampler=noise)
             extra = {"cond": self.net.upsample(part)} if self.model_config.conditional else {}
-            with torch.autocast(mel.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
-                y = SAMPLERS[sampler](self.denoiser, x, sigmas, noise_sampler=noise, extra_args=extra)
+            y = SAMPLERS[sampler](runner, x, sigmas, noise_sampler=noise, extra_args=extra)
             y = y.clamp(-1, 1)[:, 0]
             for (b, i), wave in zip(group, y):
                 a, e = chunks[i]

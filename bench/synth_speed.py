@@ -1,8 +1,12 @@
 """Synthesis speed: x real time for a 10 s clip (22.05 kHz, 861 mel frames), batch 1 and batched, for several
 step counts and precisions; median of repeats timed with CUDA events after warm-up; peak GPU memory.
 
-    python bench/synth_speed.py [--model DIR] [--steps 6 12 50] [--batch 1 16] [--precision fp32 bf16]
+    python bench/synth_speed.py [--model DIR] [--steps 6 12 50] [--batch 1 16]
+                                [--modes eager-fp32 eager-bf16 graph-fp32 graph-bf16]
                                 [--out results.json] [--md docs/benchmarks.md]
+A mode is the precision (fp32, bf16) and whether CUDA graphs are replayed (graph) or not (eager); graph-bf16 is
+what ``Vocoder`` does by default on a GPU, eager-fp32 the reference path. Each row also gives the relative L2
+error of its waveform against eager-fp32 from the same noise (``rel_l2``).
 Without --model it uses the bundled vocoder, or a randomly initialised BASE model of the speech recipe
 (speed does not depend on the weights).
 """
@@ -39,7 +43,7 @@ def main() -> None:
     ap.add_argument("--model")
     ap.add_argument("--steps", type=int, nargs="+", default=[6, 12, 50])
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 16])
-    ap.add_argument("--precision", nargs="+", default=["fp32", "bf16"])
+    ap.add_argument("--modes", nargs="+", default=["eager-fp32", "eager-bf16", "graph-fp32", "graph-bf16"])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -49,26 +53,34 @@ def main() -> None:
     voc = load(args.model, args.device)
     frames = round(args.seconds * voc.sample_rate / voc.hop_length)
     audio_s = frames * voc.hop_length / voc.sample_rate
-    rows = []
-    for precision in args.precision:
-        voc.precision = precision
+    rows, reference = [], {}
+    for mode in args.modes:
+        kind, precision = mode.split("-")
+        voc.precision, voc.graphs = precision, kind == "graph"
         for batch in args.batch:
-            mel = torch.randn(batch, voc.n_mels, frames, device=args.device) - 5
+            mel = torch.randn(batch, voc.n_mels, frames, device=args.device,
+                              generator=torch.Generator(args.device).manual_seed(0)) - 5
             for steps in args.steps:
                 sampler = "fast" if steps <= 8 else "ddpm"
                 if args.device.startswith("cuda"):
                     torch.cuda.reset_peak_memory_stats()
                 sec = timed(lambda: voc(mel, steps=steps, sampler=sampler, seed=0), repeats=args.repeats, warmup=1)
-                row = {**describe(), "bench": "synth_speed", "precision": precision, "batch": batch,
+                wav = voc(mel, steps=steps, sampler=sampler, seed=0).float()
+                ref = reference.setdefault((batch, steps), wav) if mode == "eager-fp32" else reference.get(
+                    (batch, steps))
+                rel = float((wav - ref).norm() / ref.norm()) if ref is not None else None
+                row = {**describe(), "bench": "synth_speed", "mode": mode, "batch": batch,
                        "steps": steps, "sampler": sampler, "seconds": sec, "x_real_time": batch * audio_s / sec,
+                       "audio_s_per_s": batch * audio_s / sec, "rel_l2": rel,
                        "peak_mem_gb": torch.cuda.max_memory_allocated() / 1e9
                        if args.device.startswith("cuda") else None}
                 rows.append(row)
-                print(f"{precision:5} batch {batch:3} steps {steps:3}: {sec * 1000:8.1f} ms  "
-                      f"{row['x_real_time']:8.1f}x real time  peak {row['peak_mem_gb'] or 0:.2f} GB", flush=True)
+                print(f"{mode:10} batch {batch:3} steps {steps:3}: {sec * 1000:8.1f} ms  "
+                      f"{row['x_real_time']:8.1f}x real time  peak {row['peak_mem_gb'] or 0:.2f} GB  "
+                      f"rel L2 {rel if rel is not None else float('nan'):.2e}", flush=True)
     if args.md:
-        columns = ["device", "torch", "commit", "precision", "batch",
-                   "steps", "sampler", "seconds", "x_real_time", "peak_mem_gb"]
+        columns = ["device", "torch", "commit", "mode", "batch", "steps", "sampler", "seconds", "x_real_time",
+                   "rel_l2", "peak_mem_gb"]
         append_markdown(args.md, "synth_speed.py " + " ".join(sys.argv[1:]), columns, rows)
     if args.out:
         write_json(rows, args.out)

@@ -101,3 +101,39 @@ def test_fractional_steps_interpolate_between_integer_steps():
     torch.testing.assert_close(mid[0], lo[0])
     torch.testing.assert_close(mid[2], hi[0])
     assert not torch.allclose(mid[1], lo[0]) and not torch.allclose(mid[1], hi[0])
+
+
+def _conv_reference(net, x, t, mel):
+    """DiffWave's forward written with ``F.conv1d`` as in the paper's Fig. 2: the channels-last GEMM layers must
+    compute the same function from the same parameters."""
+    import math
+    from torch.nn import functional as F
+    cond = net.upsample(mel)
+    h = F.relu(F.conv1d(x, net.input_proj.weight, net.input_proj.bias))
+    emb = net.step_embedding(t)
+    skip = 0
+    for layer in net.layers:
+        conv = layer.dilated_conv
+        y = F.conv1d(h + layer.step_proj(emb)[..., None], conv.weight, conv.bias, padding=layer.dilation,
+                     dilation=layer.dilation)
+        y = y + F.conv1d(cond, layer.cond_proj.weight, layer.cond_proj.bias)
+        gate, filt = y.chunk(2, dim=1)
+        y = F.conv1d(torch.sigmoid(gate) * torch.tanh(filt), layer.out_proj.weight, layer.out_proj.bias)
+        residual, s = y.chunk(2, dim=1)
+        h, skip = (h + residual) / math.sqrt(2), skip + s
+    h = F.relu(F.conv1d(skip / math.sqrt(len(net.layers)), net.skip_proj.weight, net.skip_proj.bias))
+    return F.conv1d(h, net.output_proj.weight, net.output_proj.bias)
+
+
+@pytest.mark.parametrize("hop", [256, 251])
+def test_channels_last_layers_equal_the_convolutions(hop):
+    torch.manual_seed(0)
+    net = tiny_net(hop_length=hop).double()
+    for p in net.parameters():  # the output projection starts at zero: give every weight a value
+        torch.nn.init.normal_(p, std=0.3)
+    x, t, mel = _inputs(2, hop)
+    x, mel = x.double(), mel.double()
+    ref = _conv_reference(net, x, t, mel)
+    out = net(x, t, mel)
+    assert ref.abs().mean() > 1e-3
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)

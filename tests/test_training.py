@@ -137,6 +137,29 @@ def test_export_writes_a_loadable_model_with_the_ema_weights(tone_dir, tmp_path)
         export(tmp_path / "empty", tmp_path / "model2")
 
 
+def test_init_fine_tunes_from_an_exported_model(tone_dir, tmp_path):
+    run(tiny_recipe(tone_dir, max_steps=2), tmp_path / "run")
+    model = export(tmp_path / "run", tmp_path / "model")
+    start = Vocoder.from_pretrained(model, device="cpu").net.state_dict()
+    last = run(tiny_recipe(tone_dir, max_steps=1, lr=0.0, init=str(model)), tmp_path / "tuned")
+    # lr 0: the step changes nothing, so the weights are exactly the exported model's.
+    assert states_equal(load_checkpoint(last)["model"], start)
+    scratch = run(tiny_recipe(tone_dir, max_steps=1, lr=0.0), tmp_path / "scratch")
+    assert not states_equal(load_checkpoint(scratch)["model"], start)
+
+
+def test_init_refuses_a_model_with_other_settings(tone_dir, tmp_path):
+    run(tiny_recipe(tone_dir, max_steps=1), tmp_path / "run")
+    model = export(tmp_path / "run", tmp_path / "model")
+    other = recipe_from_dict({**TINY, "model": {**TINY["model"], "residual_channels": 8},
+                              "data": {**TINY["data"], "path": str(tone_dir)},
+                              "train": {**TINY["train"], "init": str(model)}})
+    with pytest.raises(AudiodiffError, match="train.init: .* different model settings"):
+        run(other, tmp_path / "tuned")
+    with pytest.raises(AudiodiffError, match="train.init must name"):
+        run(tiny_recipe(tone_dir, init=str(tmp_path / "nowhere")), tmp_path / "tuned2")
+
+
 DDP_SCRIPT = textwrap.dedent("""
     # Runs `audiodiff train` through the CLI under torchrun. The network is captured where the loop builds it:
     # rank 1's initial weights are perturbed (so only DDP's broadcast can make the replicas agree), and after

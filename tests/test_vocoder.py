@@ -243,3 +243,31 @@ def test_constructor_rejects_bad_settings():
         tiny_vocoder(sampler="nope")
     with pytest.raises(AudiodiffError, match="precision"):
         tiny_vocoder(precision="fp8")
+
+
+def _random_vocoder(**kwargs):
+    voc = tiny_vocoder(layers=6, channels=16, **kwargs)
+    torch.manual_seed(1)
+    with torch.no_grad():  # tiny_net's output layers start at zero; give the network a non-trivial output
+        for p in (voc.net.output_proj.weight, voc.net.skip_proj.weight):
+            p.normal_(std=0.3)
+    return voc
+
+
+def test_bf16_fast_path_matches_the_fp32_path_to_bf16_tolerance():
+    # The fast path (a bf16 copy of the weights; CUDA graphs on a GPU) against the fp32 eager reference, same noise.
+    # bf16 keeps 8 significant bits (relative rounding 2^-9 = 0.2%); through 6 layers and 6 sampling steps the
+    # relative L2 error stays below 1% (docs/performance.md states the GPU figure for the BASE model).
+    ref = _random_vocoder(precision="fp32")
+    fast = _random_vocoder(precision="bf16")
+    mel = torch.randn(80, 24, generator=torch.Generator().manual_seed(0)) - 4
+    a, b = ref(mel, seed=3), fast(mel, seed=3)
+    rel = float((a - b).norm() / a.norm())
+    assert a.abs().mean() > 1e-3 and 0 < rel < 0.01, rel
+    assert fast.net.layers[0].dilated_conv.weight.dtype == torch.float32  # the model itself stays fp32
+    assert torch.equal(fast(mel, seed=3), b)  # and the fast path is deterministic
+
+
+def test_auto_precision_is_fp32_on_the_cpu():
+    voc = _random_vocoder()
+    assert voc.precision == "auto" and voc._runner() is voc.denoiser

@@ -23,6 +23,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
+from audiodiff import artifacts
 from audiodiff.audio.mel import MelSpectrogram
 from audiodiff.config import Recipe, recipe_from_dict, save_recipe
 from audiodiff.data import AudioCrops, StepBatchSampler, class_labels, split_files
@@ -68,6 +69,21 @@ def check_resume_compatible(run_dir: Path, recipe: Recipe) -> None:
             raise AudiodiffError(
                 f"{run_dir} holds a run with different {section} settings; use a new --run-dir or the same recipe"
             )
+
+
+def load_initial_weights(net: torch.nn.Module, source: str, recipe: Recipe) -> None:
+    """Copy an exported model's weights into ``net`` (fine-tuning); its model and mel settings must be the
+    recipe's. ``source`` is a model directory or "pretrained" (the vocoder bundled with audiodiff)."""
+    from audiodiff import melgen, vocoder
+
+    path = vocoder.DEFAULT_MODEL if source == "pretrained" else Path(source)
+    fmt, noun = (vocoder.FORMAT, "model") if recipe.model.arch == "diffwave" else (melgen.FORMAT, "mel generator")
+    _, other, weights = artifacts.load(path, fmt, noun, "train.init must name")
+    for section in ("model", "mel"):
+        if getattr(other, section) != getattr(recipe, section):
+            raise AudiodiffError(f"train.init: {path} was trained with different {section} settings "
+                                 f"({getattr(other, section)}); use a recipe whose {section} section matches it")
+    net.load_state_dict(weights.state_dict())
 
 
 def precision_dtype(precision: str, device: torch.device):
@@ -142,7 +158,10 @@ def train(recipe: Recipe, run_dir: str | Path, *, device: str | None = None, pro
         if valid_files else None
     with torch.random.fork_rng(devices=[]):  # initial weights from train.seed, the caller's RNG untouched
         torch.manual_seed(tc.seed)
-        net = build_backbone(recipe.model, recipe.mel).to(dist.device)
+        net = build_backbone(recipe.model, recipe.mel)
+    if tc.init:
+        load_initial_weights(net, tc.init, recipe)  # a resumed run's checkpoint replaces these below
+    net = net.to(dist.device)
     ema = EMA(net, tc.ema_decay)
     fused = dist.device.type == "cuda"
     opt = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, fused=fused)
