@@ -132,9 +132,11 @@ def mel(audio_in, mel_out, preset, model):
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="auto: bf16 on a GPU, fp32 on the CPU. fp32 on a GPU is the slow reference path.")
 @click.option("--no-graphs", is_flag=True, help="Do not replay CUDA graphs on a GPU (debugging).")
+@click.option("--refine", type=click.IntRange(min=0), default=8, show_default=True,
+              help="Mel-consistency iterations after sampling (0: the raw diffusion output).")
 @click.option("--device", help="cpu, cuda or cuda:N [default: cuda if available].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Noise seed (same seed, same output).")
-def synth(mel_in, wav_out, model, steps, sampler, precision, no_graphs, device, seed):
+def synth(mel_in, wav_out, model, steps, sampler, precision, no_graphs, refine, device, seed):
     """Vocode a mel-spectrogram [n_mels, frames] saved as .npy into a 16-bit wav file."""
     from audiodiff.audio.io import save_audio
     from audiodiff.vocoder import Vocoder
@@ -145,7 +147,7 @@ def synth(mel_in, wav_out, model, steps, sampler, precision, no_graphs, device, 
         raise AudiodiffError(f"output {wav_out}: synth writes audio; give a path ending in .wav or .flac")
     mel_arr = _load_mel(mel_in)
     voc = Vocoder.from_pretrained(model, device=device, sampler=sampler, steps=steps, precision=precision,
-                                  graphs=not no_graphs)
+                                  graphs=not no_graphs, refine=refine)
     wav = voc(mel_arr, seed=seed)
     if wav.ndim != 1:
         raise AudiodiffError("synth writes one file: give a single mel [n_mels, frames], not a batch")
@@ -161,10 +163,16 @@ def synth(mel_in, wav_out, model, steps, sampler, precision, no_graphs, device, 
 @click.option("--limit", type=int, default=16, show_default=True, help="First N files in sorted order (0: all).")
 @click.option("--baseline", type=click.Choice(["griffinlim"]), help="Also score this baseline on the same mels.")
 @click.option("--fast", is_flag=True, help="Spectral distances only (skip MCD, F0, PESQ, STOI).")
+@click.option("--full-band", is_flag=True, help="Score the whole band even for recordings made at a lower rate "
+              "than the model's [default: limit outputs to the recording's band].")
+@click.option("--refine", type=click.IntRange(min=0), default=8, show_default=True,
+              help="Mel-consistency iterations after sampling (0: the raw diffusion output).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), help="Write the JSON report here (and a .csv beside it).")
 @click.option("--device", help="cpu, cuda or cuda:N.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def eval_cmd(model, data_dir, steps, sampler, limit, baseline, fast, out, device, seed):
+def eval_cmd(model, data_dir, steps, sampler, limit, baseline, fast, full_band, refine, precision, out, device,
+             seed):
     """Copy-synthesis evaluation of MODEL on the recordings in DATA_DIR.
 
     Each file's mel (the model's preset) is vocoded and compared with the original: the reference distance
@@ -174,9 +182,10 @@ def eval_cmd(model, data_dir, steps, sampler, limit, baseline, fast, out, device
     from audiodiff.eval.copysynth import evaluate, format_summary, write_report
     from audiodiff.vocoder import Vocoder
 
-    voc = Vocoder.from_pretrained(None if str(model) == "default" else model, device=device)
+    voc = Vocoder.from_pretrained(None if str(model) == "default" else model, device=device, refine=refine,
+                                  precision=precision)
     report = evaluate(voc, data_dir, steps=steps, sampler=sampler, limit=limit or None, baseline=baseline,
-                      full=not fast, seed=seed)
+                      full=not fast, seed=seed, match_bandwidth=not full_band)
     click.echo(format_summary(report))
     if out:
         write_report(report, out)

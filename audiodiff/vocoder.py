@@ -18,6 +18,7 @@ import torch
 
 from audiodiff import artifacts
 from audiodiff.audio.mel import MelConfig, MelSpectrogram
+from audiodiff.audio.refine import refine as refine_to_mel
 from audiodiff.config import DiffusionConfig, ModelConfig
 from audiodiff.diffusion import SAMPLERS, prior, sigmas_for
 from audiodiff.diffusion.noise import positional_noise
@@ -74,7 +75,7 @@ class Vocoder:
     def __init__(self, net: torch.nn.Module, mel: MelConfig, model: ModelConfig, diffusion: DiffusionConfig,
                  tuned_schedules: dict | None = None, sampler: str | None = None, steps: int | None = None,
                  chunk_frames: int = 1024, overlap_frames: int = 32, max_batch: int = 16,
-                 precision: str = "auto", graphs: bool = True):
+                 precision: str = "auto", graphs: bool = True, refine: int = 8):
         self.net = net.eval().requires_grad_(False)
         self.mel_config, self.model_config, self.diffusion_config = mel, model, diffusion
         self.tuned_schedules = dict(tuned_schedules or {})
@@ -84,6 +85,9 @@ class Vocoder:
             raise AudiodiffError(f"unknown sampler {self.sampler!r}; choose one of {sorted(SAMPLERS)}")
         self.chunk_frames, self.overlap_frames, self.max_batch = chunk_frames, overlap_frames, max_batch
         self.precision, self.graphs = precision, graphs
+        if not isinstance(refine, int) or refine < 0:
+            raise AudiodiffError(f"refine must be a whole number of iterations >= 0 (0: off), got {refine!r}")
+        self.refine = refine  # mel-consistency iterations after sampling (audio/refine.py)
         if not 0 <= 2 * overlap_frames < chunk_frames:
             raise AudiodiffError("need 0 <= 2 * overlap_frames < chunk_frames")
         self.denoiser = build_denoiser(self.net, diffusion)  # fp32 eager: the reference path
@@ -172,7 +176,10 @@ class Vocoder:
         if seed is None:
             seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator).item())
         sigmas = sigmas_for(sampler, steps or self.steps, self.denoiser.schedule, betas, self.tuned_schedules)
-        wav = self._synthesize(mel_t.to(self.device), sampler, sigmas, seed)
+        mel_t = mel_t.to(self.device)
+        wav = self._synthesize(mel_t, sampler, sigmas, seed)
+        if self.refine:
+            wav = refine_to_mel(wav, mel_t, self._mel_fn, self.refine).clamp(-1, 1)
         wav = wav if batched else wav[0]
         return wav.cpu().numpy() if was_numpy else wav
 

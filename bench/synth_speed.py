@@ -38,6 +38,18 @@ def load(model, device):
         return Vocoder(net, recipe.mel, recipe.model, recipe.diffusion).to(device)
 
 
+def bench_mel(voc, args, frames: int) -> torch.Tensor:
+    """``[1, n_mels, frames]``: a real recording's mel tiled to length, or random values around -5."""
+    if args.audio:
+        from audiodiff.audio.io import load_audio
+
+        audio, _ = load_audio(args.audio, voc.sample_rate)
+        mel = voc.mel(audio)
+        return mel.repeat(1, -(-frames // mel.shape[-1]))[None, :, :frames]
+    return torch.randn(1, voc.n_mels, frames, device=args.device,
+                       generator=torch.Generator(args.device).manual_seed(0)) - 5
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model")
@@ -46,6 +58,8 @@ def main() -> None:
     ap.add_argument("--modes", nargs="+", default=["eager-fp32", "eager-bf16", "graph-fp32", "graph-bf16"])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--audio", help="take the mel from this recording (repeated to --seconds) instead of random "
+                    "values: rel_l2 then measures the fast path on real speech")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out")
     ap.add_argument("--md", help="append the rows as a markdown table to this file (e.g. docs/benchmarks.md)")
@@ -58,8 +72,7 @@ def main() -> None:
         kind, precision = mode.split("-")
         voc.precision, voc.graphs = precision, kind == "graph"
         for batch in args.batch:
-            mel = torch.randn(batch, voc.n_mels, frames, device=args.device,
-                              generator=torch.Generator(args.device).manual_seed(0)) - 5
+            mel = bench_mel(voc, args, frames).expand(batch, -1, -1).contiguous()
             for steps in args.steps:
                 sampler = "fast" if steps <= 8 else "ddpm"
                 if args.device.startswith("cuda"):

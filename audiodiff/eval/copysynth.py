@@ -14,6 +14,7 @@ from pathlib import Path
 
 import librosa
 import numpy as np
+import soundfile as sf
 
 from audiodiff.audio.io import load_audio
 from audiodiff.audio.mel import MelConfig
@@ -42,6 +43,14 @@ def griffin_lim(mel: np.ndarray, cfg: MelConfig, n_iter: int = 32) -> np.ndarray
     return np.concatenate([np.zeros(shift, dtype=y.dtype), y])[:length]
 
 
+def band_limit(audio: np.ndarray, sr: int, source_sr: int) -> np.ndarray:
+    """``audio`` at ``sr`` limited to the band of a ``source_sr`` recording: resampled to ``source_sr`` and back
+    with the resampler that brought the recording to ``sr`` (``load_audio``), so both lose the same band."""
+    down = librosa.resample(audio, orig_sr=sr, target_sr=source_sr, res_type="soxr_hq")
+    up = librosa.resample(down, orig_sr=source_sr, target_sr=sr, res_type="soxr_hq")[: len(audio)]
+    return np.pad(up, (0, len(audio) - len(up))).astype(np.float32)
+
+
 def summarise(rows: list[dict], keys) -> dict:
     out = {}
     for k in keys:
@@ -54,13 +63,18 @@ def summarise(rows: list[dict], keys) -> dict:
 
 def evaluate(vocoder, data: str | Path, *, steps: int | None = None, sampler: str | None = None,
              limit: int | None = 16, baseline: str | None = None, full: bool = True, seed: int = 0,
-             progress: bool = True) -> dict:
+             match_bandwidth: bool = True, progress: bool = True) -> dict:
     """Copy-synthesis metrics over the first ``limit`` files (sorted) of ``data``; ``full=False`` computes only
-    the fast spectral distances. Returns ``{"files": [...], "summary": {...}, "baseline": ...}``."""
+    the fast spectral distances. Returns ``{"files": [...], "summary": {...}, "baseline": ...}``.
+
+    A recording stored at a lower rate than the model's (16 kHz LibriSpeech for a 22.05 kHz vocoder) has nothing
+    above its Nyquist frequency, and its mel (``fmax`` 8 kHz) says nothing about that band either. With
+    ``match_bandwidth`` the outputs of such files are limited to the recording's band (:func:`band_limit`) before
+    scoring, so that the distances measure what the mel determines; the report counts those files."""
     files = find_audio_files(data)[:limit] if limit else find_audio_files(data)
     sr, cfg = vocoder.sample_rate, vocoder.mel_config
     keys = M.METRIC_KEYS if full else ("reference_distance", "mrstft", "log_mel_l1")
-    rows, base_rows, seconds, synth_time = [], [], 0.0, 0.0
+    rows, base_rows, seconds, synth_time, limited = [], [], 0.0, 0.0, 0
     iterator = files
     if progress:
         from tqdm import tqdm
@@ -72,12 +86,17 @@ def evaluate(vocoder, data: str | Path, *, steps: int | None = None, sampler: st
         est = vocoder(mel, steps=steps, sampler=sampler, seed=seed)
         synth_time += time.perf_counter() - t0
         seconds += len(ref) / sr
-        rows.append({"file": str(path), **_metrics(ref, est, sr, cfg, keys)})
+        source_sr = sf.info(str(path)).samplerate
+        limit_band = (lambda a: band_limit(a, sr, source_sr)) if match_bandwidth and source_sr < sr \
+            else (lambda a: a)
+        limited += source_sr < sr and match_bandwidth
+        rows.append({"file": str(path), **_metrics(ref, limit_band(est), sr, cfg, keys)})
         if baseline == "griffinlim":
-            base_rows.append({"file": str(path), **_metrics(ref, griffin_lim(mel, cfg), sr, cfg, keys)})
+            base_rows.append({"file": str(path), **_metrics(ref, limit_band(griffin_lim(mel, cfg)), sr, cfg, keys)})
     report = {"data": str(data), "files": rows, "summary": summarise(rows, keys),
               "sampler": sampler or vocoder.sampler, "steps": steps or vocoder.steps,
-              "audio_seconds": seconds, "synthesis_seconds": synth_time}
+              "refine": vocoder.refine, "precision": vocoder.precision,
+              "audio_seconds": seconds, "synthesis_seconds": synth_time, "band_limited_files": int(limited)}
     if baseline:
         report["baseline"] = {"name": baseline, "files": base_rows, "summary": summarise(base_rows, keys)}
     return report
@@ -114,6 +133,9 @@ def format_summary(report: dict) -> str:
             b = report["baseline"]["summary"][k]
             line += f"{b['mean']:>14.4f} ± {b['ci95']:<6.3f}"
         lines.append(line)
+    if report.get("band_limited_files"):
+        lines.append(f"{report['band_limited_files']} file(s) recorded below the model's rate: outputs limited to "
+                     f"their band (--full-band to score the whole band)")
     if "mcd_db" in report["summary"]:
         missing = [k for k, ok in M.optional_metrics_available().items() if not ok]
         if missing:

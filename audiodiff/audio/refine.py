@@ -1,0 +1,78 @@
+"""Mel-consistency refinement: pull a waveform's spectral envelope onto the mel it was made from.
+
+A diffusion vocoder after a few steps gets the fine structure (phase, harmonics) mostly right but its envelope
+drifts: an under-trained DiffWave is a few dB too quiet, more so in quiet frames. The conditioning mel says what
+the envelope should be, so each iteration
+
+1. takes the STFT of the waveform in the mel front end's own framing (same window, hop and padding),
+2. computes its mel and the gain per (band, frame) that would turn it into the target mel (clamped to
+   ``[1 / max_gain, max_gain]``),
+3. spreads the band gains over the linear-frequency bins with the filterbank weights (bins no band covers, such
+   as those above ``fmax``, keep gain 1) and scales the STFT, keeping its phase,
+4. resynthesises by weighted overlap-add.
+
+It is Griffin-Lim's consistency step with the network's phase as the start and the mel as the constraint, so it
+needs a few iterations, not hundreds, and never invents a phase. ``docs/quality.md`` measures what it changes.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from audiodiff.audio.mel import MelSpectrogram
+
+
+def mel_magnitude(mel: torch.Tensor, log: str) -> torch.Tensor:
+    """Undo the log compression of ``audio/mel.py``: log-mel -> mel magnitude."""
+    if log == "ln":
+        return mel.exp()
+    return 10 ** (((mel * 100 - 100) + 20) / 20)  # diffwave: ((20 log10(x) - 20) + 100) / 100
+
+
+def _stft(x: torch.Tensor, fn: MelSpectrogram) -> torch.Tensor:
+    c = fn.config
+    left, right = c.pad
+    x = F.pad(x.unsqueeze(1), (left, right), mode="reflect").squeeze(1)
+    return torch.stft(x, c.n_fft, hop_length=c.hop_length, win_length=c.win_length, window=fn.window,
+                      center=False, onesided=True, return_complex=True)  # [B, bins, frames]
+
+
+def _istft(spec: torch.Tensor, fn: MelSpectrogram, length: int) -> torch.Tensor:
+    c = fn.config
+    window = F.pad(fn.window, ((c.n_fft - c.win_length) // 2, (c.n_fft - c.win_length + 1) // 2))
+    frames = torch.fft.irfft(spec, n=c.n_fft, dim=1) * window[:, None]  # [B, n_fft, frames]
+    n = frames.shape[-1]
+    total = (n - 1) * c.hop_length + c.n_fft
+    fold = dict(output_size=(1, total), kernel_size=(1, c.n_fft), stride=(1, c.hop_length))
+    out = F.fold(frames, **fold)[:, 0, 0]  # overlap-add
+    norm = F.fold(window.square()[None, :, None].expand(1, -1, n), **fold)[0, 0, 0]
+    left = c.pad[0]
+    return (out / norm.clamp(min=1e-8))[:, left:left + length]
+
+
+@torch.no_grad()
+def refine(audio: torch.Tensor, log_mel: torch.Tensor, fn: MelSpectrogram, iters: int = 8,
+           max_gain: float = 4.0) -> torch.Tensor:
+    """``audio [B, T]`` whose mel (front end ``fn``) moves towards ``log_mel [B, n_mels, T / hop]``."""
+    c = fn.config
+    target = mel_magnitude(log_mel.float(), c.log)
+    fbank = fn.fbank  # [n_mels, bins]
+    cover = fbank.sum(0)  # [bins]
+    spread = fbank / cover.clamp(min=1e-8)  # band gain -> bin gain: a weighted mean of the bands over each bin
+    x = audio.float()
+    for _ in range(iters):
+        spec = _stft(x, fn)
+        mag = torch.sqrt(spec.real.square() + spec.imag.square() + c.mag_eps)
+        if c.normalized:
+            mag = mag / fn.window.square().sum().sqrt()
+        mel = fbank @ mag  # [B, n_mels, frames]
+        frames = min(mel.shape[-1], target.shape[-1])
+        gain = (target[..., :frames] / mel[..., :frames].clamp(min=1e-5)).clamp(1 / max_gain, max_gain)
+        bins = spread.T @ gain  # [B, bins, frames]
+        bins = torch.where(cover[:, None] > 1e-8, bins, torch.ones_like(bins))
+        spec = spec[..., :frames] * bins
+        x = _istft(spec, fn, x.shape[-1])
+        if x.shape[-1] < audio.shape[-1]:
+            x = F.pad(x, (0, audio.shape[-1] - x.shape[-1]))
+    return x
