@@ -19,6 +19,18 @@ import torch
 from torch import nn
 
 
+def fused_kernel_fits(net: nn.Module) -> bool:
+    """Whether ``kernels/diffwave_triton.py`` can run ``net``: a DiffWave whose channel count is a power of two
+    >= 16, with Triton and a GPU present."""
+    from audiodiff.kernels import diffwave_triton
+    from audiodiff.models.diffwave import DiffWave
+
+    if not isinstance(net, DiffWave) or not diffwave_triton.available():
+        return False
+    c = net.layers[0].dilated_conv.in_channels
+    return c >= 16 and c & (c - 1) == 0
+
+
 class _Graph:
     def __init__(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None):
         self.x, self.t = x.clone(), t.clone()
@@ -40,9 +52,14 @@ class FastBackbone(nn.Module):
     GPU when ``graphs`` is true. Keeps at most ``max_graphs`` shapes (least recently used goes first)."""
 
     def __init__(self, net: nn.Module, dtype: torch.dtype = torch.bfloat16, graphs: bool = True,
-                 max_graphs: int = 4):
+                 max_graphs: int = 4, kernel: bool = False):
         super().__init__()
-        self.net = copy.deepcopy(net).to(dtype).eval().requires_grad_(False)
+        if kernel:  # one Triton kernel per residual layer (kernels/diffwave_triton.py); it casts its own inputs
+            from audiodiff.kernels.diffwave_triton import FusedDiffWave
+            self.net = FusedDiffWave(net, dtype)
+        else:
+            self.net = copy.deepcopy(net).to(dtype).eval().requires_grad_(False)
+        self.kernel = kernel
         self.dtype, self.graphs, self.max_graphs = dtype, graphs, max_graphs
         self._cache: OrderedDict[tuple, _Graph] = OrderedDict()
         self._cond_src = self._cond_cast = None
@@ -55,8 +72,8 @@ class FastBackbone(nn.Module):
         return self._cond_cast
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None, **kwargs):
-        cond_cast = self._cast_cond(cond)
-        x = x.to(self.dtype)
+        cond_cast = cond if self.kernel else self._cast_cond(cond)
+        x = x if self.kernel else x.to(self.dtype)
         use_graph = self.graphs and x.is_cuda and not kwargs and not torch.is_grad_enabled()
         if not use_graph:
             extra = {"cond": cond_cast} if cond is not None else {}

@@ -24,7 +24,7 @@ from audiodiff.diffusion import SAMPLERS, prior, sigmas_for
 from audiodiff.diffusion.noise import positional_noise
 from audiodiff.errors import AudiodiffError
 from audiodiff.factory import build_denoiser
-from audiodiff.fastpath import FastBackbone
+from audiodiff.fastpath import FastBackbone, fused_kernel_fits
 
 PRETRAINED = Path(__file__).parent / "pretrained"
 DEFAULT_MODEL = PRETRAINED / "speech-22k"
@@ -75,7 +75,7 @@ class Vocoder:
     def __init__(self, net: torch.nn.Module, mel: MelConfig, model: ModelConfig, diffusion: DiffusionConfig,
                  tuned_schedules: dict | None = None, sampler: str | None = None, steps: int | None = None,
                  chunk_frames: int = 1024, overlap_frames: int = 32, max_batch: int = 16,
-                 precision: str = "auto", graphs: bool = True, refine: int = 8):
+                 precision: str = "auto", graphs: bool = True, refine: int = 8, kernel: bool = True):
         self.net = net.eval().requires_grad_(False)
         self.mel_config, self.model_config, self.diffusion_config = mel, model, diffusion
         self.tuned_schedules = dict(tuned_schedules or {})
@@ -84,7 +84,7 @@ class Vocoder:
         if self.sampler not in SAMPLERS:
             raise AudiodiffError(f"unknown sampler {self.sampler!r}; choose one of {sorted(SAMPLERS)}")
         self.chunk_frames, self.overlap_frames, self.max_batch = chunk_frames, overlap_frames, max_batch
-        self.precision, self.graphs = precision, graphs
+        self.precision, self.graphs, self.kernel = precision, graphs, kernel
         if not isinstance(refine, int) or refine < 0:
             raise AudiodiffError(f"refine must be a whole number of iterations >= 0 (0: off), got {refine!r}")
         self.refine = refine  # mel-consistency iterations after sampling (audio/refine.py)
@@ -120,16 +120,19 @@ class Vocoder:
 
     def _runner(self):
         """The denoiser that sampling uses: the fp32 eager network on the CPU at fp32, otherwise the fast path
-        (a bf16 or fp32 copy of the weights, CUDA graphs on a GPU when ``graphs`` is set)."""
+        (a bf16 or fp32 copy of the weights, CUDA graphs on a GPU when ``graphs`` is set, and in bf16 on a GPU
+        the fused Triton layer kernel when ``kernel`` is set and Triton is installed)."""
         device = self.device
         precision = self.precision if self.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
         graphs = self.graphs and device.type == "cuda"
         if precision == "fp32" and not graphs:
             return self.denoiser
-        key = (device, precision, graphs, id(self.net))
+        kernel = self.kernel and precision == "bf16" and device.type == "cuda" and fused_kernel_fits(self.net)
+        key = (device, precision, graphs, kernel, id(self.net))
         if self._fast is None or self._fast[0] != key:
             dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-            self._fast = key, build_denoiser(FastBackbone(self.net, dtype, graphs), self.diffusion_config)
+            self._fast = key, build_denoiser(FastBackbone(self.net, dtype, graphs, kernel=kernel),
+                                             self.diffusion_config)
         return self._fast[1]
 
     @property

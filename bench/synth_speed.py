@@ -4,8 +4,9 @@ step counts and precisions; median of repeats timed with CUDA events after warm-
     python bench/synth_speed.py [--model DIR] [--steps 6 12 50] [--batch 1 16]
                                 [--modes eager-fp32 eager-bf16 graph-fp32 graph-bf16]
                                 [--out results.json] [--md docs/benchmarks.md]
-A mode is the precision (fp32, bf16) and whether CUDA graphs are replayed (graph) or not (eager); graph-bf16 is
-what ``Vocoder`` does by default on a GPU, eager-fp32 the reference path. Each row also gives the relative L2
+A mode is the precision (fp32, bf16) and the path: eager, CUDA graphs of the torch layers (graph), or CUDA graphs
+of the fused Triton layer kernel (fused); fused-bf16 is what ``Vocoder`` does by default on a GPU with Triton,
+eager-fp32 the reference path. Each row also gives the relative L2
 error of its waveform against eager-fp32 from the same noise (``rel_l2``).
 Without --model it uses the bundled vocoder, or a randomly initialised BASE model of the speech recipe
 (speed does not depend on the weights).
@@ -55,9 +56,10 @@ def main() -> None:
     ap.add_argument("--model")
     ap.add_argument("--steps", type=int, nargs="+", default=[6, 12, 50])
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 16])
-    ap.add_argument("--modes", nargs="+", default=["eager-fp32", "eager-bf16", "graph-fp32", "graph-bf16"])
+    ap.add_argument("--modes", nargs="+", default=["eager-fp32", "eager-bf16", "graph-bf16", "fused-bf16"])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--refine", type=int, default=8, help="mel-consistency iterations (the Vocoder's default: 8)")
     ap.add_argument("--audio", help="take the mel from this recording (repeated to --seconds) instead of random "
                     "values: rel_l2 then measures the fast path on real speech")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -65,12 +67,13 @@ def main() -> None:
     ap.add_argument("--md", help="append the rows as a markdown table to this file (e.g. docs/benchmarks.md)")
     args = ap.parse_args()
     voc = load(args.model, args.device)
+    voc.refine = args.refine
     frames = round(args.seconds * voc.sample_rate / voc.hop_length)
     audio_s = frames * voc.hop_length / voc.sample_rate
     rows, reference = [], {}
     for mode in args.modes:
         kind, precision = mode.split("-")
-        voc.precision, voc.graphs = precision, kind == "graph"
+        voc.precision, voc.graphs, voc.kernel = precision, kind in ("graph", "fused"), kind == "fused"
         for batch in args.batch:
             mel = bench_mel(voc, args, frames).expand(batch, -1, -1).contiguous()
             for steps in args.steps:
@@ -82,7 +85,7 @@ def main() -> None:
                 ref = reference.setdefault((batch, steps), wav) if mode == "eager-fp32" else reference.get(
                     (batch, steps))
                 rel = float((wav - ref).norm() / ref.norm()) if ref is not None else None
-                row = {**describe(), "bench": "synth_speed", "mode": mode, "batch": batch,
+                row = {**describe(), "bench": "synth_speed", "mode": mode, "refine": args.refine, "batch": batch,
                        "steps": steps, "sampler": sampler, "seconds": sec, "x_real_time": batch * audio_s / sec,
                        "audio_s_per_s": batch * audio_s / sec, "rel_l2": rel,
                        "peak_mem_gb": torch.cuda.max_memory_allocated() / 1e9
@@ -92,7 +95,7 @@ def main() -> None:
                       f"{row['x_real_time']:8.1f}x real time  peak {row['peak_mem_gb'] or 0:.2f} GB  "
                       f"rel L2 {rel if rel is not None else float('nan'):.2e}", flush=True)
     if args.md:
-        columns = ["device", "torch", "commit", "mode", "batch", "steps", "sampler", "seconds", "x_real_time",
+        columns = ["device", "torch", "commit", "mode", "refine", "batch", "steps", "sampler", "seconds", "x_real_time",
                    "rel_l2", "peak_mem_gb"]
         append_markdown(args.md, "synth_speed.py " + " ".join(sys.argv[1:]), columns, rows)
     if args.out:
