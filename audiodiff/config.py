@@ -77,7 +77,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     max_bad_steps: int = 20  # consecutive non-finite losses before training stops
-    compile: bool = False  # torch.compile the backbone for the training step
+    compile: bool = False  # torch.compile the backbone for the training step (GPU only; ignored on the CPU)
     label_dropout: float = 0.1  # class-conditional models: share of labels replaced by the null class (CFG)
     init: str | None = None  # start from an exported model's weights (fine-tuning); "pretrained": the bundled one
 

@@ -150,7 +150,7 @@ class Vocoder:
     def from_pretrained(cls, path: str | Path | None = None, device=None, **kwargs) -> "Vocoder":
         """Load an exported model directory (default: the speech vocoder bundled with audiodiff)."""
         path = Path(path) if path is not None else DEFAULT_MODEL
-        hint = "this install ships no default model; pass --model" if path == DEFAULT_MODEL else "pass"
+        hint = "the bundled model is missing from this install (reinstall audiodiff) or pass --model" if path == DEFAULT_MODEL else "pass"
         cfg, recipe, net = artifacts.load(path, FORMAT, "model", hint)
         voc = cls(net, recipe.mel, recipe.model, recipe.diffusion, cfg.get("tuned_schedules"), **kwargs)
         return voc.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
