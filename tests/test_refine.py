@@ -57,3 +57,16 @@ def test_band_above_fmax_keeps_its_level():
     band = lambda s, f: s[int(f * len(s) / (SR / 2)) - 5: int(f * len(s) / (SR / 2)) + 5].sum()  # noqa: E731
     assert abs(band(spec, 10_000) / band(ref, 10_000) - 1) < 0.05  # untouched
     assert abs(band(spec, 500) / band(ref, 500) - 1) < 0.1  # restored from half level
+
+
+def test_blocks_give_the_whole_signal_result():
+    # Refining in blocks with context must equal refining the whole signal: memory stays bounded for long mels.
+    fn = MelSpectrogram(MelConfig())
+    x = _speechlike(3.0)
+    x = x[:, : x.shape[-1] - 100]  # not a whole number of frames
+    target = fn(x)
+    wrong = x * 0.5 + 0.01 * torch.randn_like(x)
+    whole = refine(wrong, target, fn, iters=3, block_frames=10_000)
+    blocks = refine(wrong, target, fn, iters=3, block_frames=40)  # margin 16 frames: 6 blocks of 40
+    assert target.shape[-1] > 3 * (40 + 32)
+    torch.testing.assert_close(blocks, whole, atol=1e-5, rtol=0)

@@ -53,8 +53,32 @@ def _istft(spec: torch.Tensor, fn: MelSpectrogram, length: int) -> torch.Tensor:
 
 @torch.no_grad()
 def refine(audio: torch.Tensor, log_mel: torch.Tensor, fn: MelSpectrogram, iters: int = 8,
-           max_gain: float = 4.0) -> torch.Tensor:
-    """``audio [B, T]`` whose mel (front end ``fn``) moves towards ``log_mel [B, n_mels, T / hop]``."""
+           max_gain: float = 4.0, block_frames: int = 1024) -> torch.Tensor:
+    """``audio [B, T]`` whose mel (front end ``fn``) moves towards ``log_mel [B, n_mels, T / hop]``.
+
+    Long signals are refined in blocks of ``block_frames`` frames, each with enough context on both sides that the
+    result is the whole-signal one (an iteration moves information at most ``n_fft`` samples), so memory stays
+    bounded for a 10-minute mel."""
+    c = fn.config
+    hop = c.hop_length
+    margin = (iters + 1) * -(-c.n_fft // hop)  # frames of context that one block needs on each side
+    frames = log_mel.shape[-1]
+    if iters == 0 or frames <= block_frames + 2 * margin:
+        return _refine(audio, log_mel, fn, iters, max_gain)
+    out = torch.empty_like(audio, dtype=torch.float32)
+    for start in range(0, frames, block_frames):
+        end = min(frames, start + block_frames)
+        a, e = max(0, start - margin), min(frames, end + margin)
+        tail = e == frames  # the last block also owns the samples after the last whole frame
+        seg = audio[:, a * hop: None if tail else e * hop]
+        done = _refine(seg, log_mel[..., a:e], fn, iters, max_gain)
+        keep_end = None if end == frames else (end - a) * hop
+        out[:, start * hop: None if end == frames else end * hop] = done[:, (start - a) * hop: keep_end]
+    return out
+
+
+def _refine(audio: torch.Tensor, log_mel: torch.Tensor, fn: MelSpectrogram, iters: int,
+            max_gain: float) -> torch.Tensor:
     c = fn.config
     target = mel_magnitude(log_mel.float(), c.log)
     fbank = fn.fbank  # [n_mels, bins]
