@@ -1,13 +1,12 @@
-"""The inference fast path: the backbone in bf16, replayed from a CUDA graph per input shape.
+"""The inference fast path: the backbone in bf16 or as one fused Triton kernel per layer, and the whole sampling
+loop replayed from a CUDA graph.
 
-A sampling call runs the backbone a few times on tensors of one shape, so its kernels can be recorded once and
-replayed (``torch.cuda.CUDAGraph``): launching some 400 small kernels per step from Python costs more than the GPU
-needs to run them. The wrapper keeps the backbone's call signature, so the ``Denoiser`` and every sampler use it
-unchanged. Inputs are copied into the graph's static buffers; the conditioning tensor (the upsampled mel, the same
-object for every step of a call) is cast and copied once per call. Outputs are returned as float32 copies.
-
-On the CPU, or with gradients enabled, it simply calls the backbone in the chosen dtype.
-See ``docs/performance.md`` for what each part buys.
+A sampling call runs the same few hundred kernels per step on tensors of one shape: the network, the sampler's
+update and the position-indexed noise. ``SamplingGraphs`` records one whole call (mel upsampling, prior, every
+step) once per input shape and noise-level plan and replays it, so no kernel is launched from Python; the seed,
+the mel and the chunk offsets are device tensors copied into the graph's inputs. ``FastBackbone`` keeps the
+backbone's call signature, so the ``Denoiser`` and every sampler use it unchanged. See ``docs/performance.md``
+for what each part buys.
 """
 
 from __future__ import annotations
@@ -31,37 +30,51 @@ def fused_kernel_fits(net: nn.Module) -> bool:
     return c >= 16 and c & (c - 1) == 0
 
 
-class _Graph:
-    def __init__(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None):
-        self.x, self.t = x.clone(), t.clone()
-        self.cond = cond.clone() if cond is not None else None
-        self.cond_src = None
-        kwargs = {"cond": self.cond} if cond is not None else {}
+class SamplingGraphs:
+    """CUDA graphs of a whole sampling call, one per input shape and noise-level plan (least recently used goes
+    first beyond ``max_graphs``). ``fn(*tensors) -> tensor`` must take and return device tensors only and launch
+    no host-to-device copy; the graph's inputs are static copies refreshed before each replay."""
+
+    def __init__(self, max_graphs: int = 4):
+        self.max_graphs = max_graphs
+        self._cache: OrderedDict[tuple, tuple] = OrderedDict()
+
+    def __call__(self, key: tuple, fn, *inputs: torch.Tensor) -> torch.Tensor:
+        key = key + tuple((tuple(t.shape), t.dtype, t.device) for t in inputs)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            static, graph, out = self._cache[key]
+            for dst, src in zip(static, inputs):
+                dst.copy_(src)
+            graph.replay()
+            return out.clone()  # the next replay overwrites out
+        static = [t.clone() for t in inputs]
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):  # warm-up on a side stream, as torch.cuda.graphs advises
-            self.first = net(self.x, self.t, **kwargs).clone()
+        with torch.cuda.stream(stream):  # warm-up on a side stream, as torch.cuda.graphs advises; its result is
+            first = fn(*static)          # this call's answer
         torch.cuda.current_stream().wait_stream(stream)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.out = net(self.x, self.t, **kwargs)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = fn(*static)
+        self._cache[key] = static, graph, out
+        while len(self._cache) > self.max_graphs:
+            self._cache.popitem(last=False)
+        return first
 
 
 class FastBackbone(nn.Module):
-    """``net(x, t, cond=...)`` evaluated in ``dtype`` (a private copy of the weights), through CUDA graphs on a
-    GPU when ``graphs`` is true. Keeps at most ``max_graphs`` shapes (least recently used goes first)."""
+    """``net(x, t, cond=...)`` evaluated in ``dtype`` (a private copy of the weights), or with the fused Triton
+    layer kernel when ``kernel`` is true; returns float32."""
 
-    def __init__(self, net: nn.Module, dtype: torch.dtype = torch.bfloat16, graphs: bool = True,
-                 max_graphs: int = 4, kernel: bool = False):
+    def __init__(self, net: nn.Module, dtype: torch.dtype = torch.bfloat16, kernel: bool = False):
         super().__init__()
         if kernel:  # one Triton kernel per residual layer (kernels/diffwave_triton.py); it casts its own inputs
             from audiodiff.kernels.diffwave_triton import FusedDiffWave
             self.net = FusedDiffWave(net, dtype)
         else:
             self.net = copy.deepcopy(net).to(dtype).eval().requires_grad_(False)
-        self.kernel = kernel
-        self.dtype, self.graphs, self.max_graphs = dtype, graphs, max_graphs
-        self._cache: OrderedDict[tuple, _Graph] = OrderedDict()
+        self.kernel, self.dtype = kernel, dtype
         self._cond_src = self._cond_cast = None
 
     def _cast_cond(self, cond: torch.Tensor | None) -> torch.Tensor | None:
@@ -72,26 +85,9 @@ class FastBackbone(nn.Module):
         return self._cond_cast
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None, **kwargs):
-        cond_cast = cond if self.kernel else self._cast_cond(cond)
-        x = x if self.kernel else x.to(self.dtype)
-        use_graph = self.graphs and x.is_cuda and not kwargs and not torch.is_grad_enabled()
-        if not use_graph:
-            extra = {"cond": cond_cast} if cond is not None else {}
-            return self.net(x, t, **extra, **kwargs).to(torch.float32, copy=True)
-        key = (tuple(x.shape), tuple(t.shape), None if cond is None else tuple(cond.shape), x.device)
-        graph = self._cache.get(key)
-        if graph is None:
-            graph = _Graph(self.net, x, t, cond_cast)
-            graph.cond_src = cond_cast
-            self._cache[key] = graph
-            while len(self._cache) > self.max_graphs:
-                self._cache.popitem(last=False)
-            return graph.first.to(torch.float32, copy=True)
-        self._cache.move_to_end(key)
-        graph.x.copy_(x)
-        graph.t.copy_(t)
-        if cond is not None and graph.cond_src is not cond_cast:
-            graph.cond.copy_(cond_cast)
-            graph.cond_src = cond_cast
-        graph.graph.replay()
-        return graph.out.to(torch.float32, copy=True)  # the next replay overwrites graph.out
+        if self.kernel:
+            return self.net(x, t, cond=cond, **kwargs)
+        capturing = x.is_cuda and torch.cuda.is_current_stream_capturing()
+        cond_cast = cond.to(self.dtype) if capturing and cond is not None else self._cast_cond(cond)
+        extra = {"cond": cond_cast} if cond is not None else {}
+        return self.net(x.to(self.dtype), t, **extra, **kwargs).to(torch.float32, copy=True)

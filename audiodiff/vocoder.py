@@ -11,6 +11,7 @@ and whole synthesis agree away from chunk edges and memory stays bounded by the 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +25,9 @@ from audiodiff.diffusion import SAMPLERS, prior, sigmas_for
 from audiodiff.diffusion.noise import positional_noise
 from audiodiff.errors import AudiodiffError
 from audiodiff.factory import build_denoiser
-from audiodiff.fastpath import FastBackbone, fused_kernel_fits
+from audiodiff.fastpath import FastBackbone, SamplingGraphs, fused_kernel_fits
 
+log = logging.getLogger(__name__)
 PRETRAINED = Path(__file__).parent / "pretrained"
 DEFAULT_MODEL = PRETRAINED / "speech-22k"
 FORMAT = "audiodiff-vocoder"
@@ -92,6 +94,7 @@ class Vocoder:
             raise AudiodiffError("need 0 <= 2 * overlap_frames < chunk_frames")
         self.denoiser = build_denoiser(self.net, diffusion)  # fp32 eager: the reference path
         self._fast = None  # (key, denoiser) of the fast path, built on first use
+        self._graphs = None  # SamplingGraphs of the fast path on a GPU
         self._mel_fn = MelSpectrogram(mel).to(self.device)
 
     # --- properties -------------------------------------------------------------------------------------------
@@ -131,8 +134,8 @@ class Vocoder:
         key = (device, precision, graphs, kernel, id(self.net))
         if self._fast is None or self._fast[0] != key:
             dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-            self._fast = key, build_denoiser(FastBackbone(self.net, dtype, graphs, kernel=kernel),
-                                             self.diffusion_config)
+            self._fast = key, build_denoiser(FastBackbone(self.net, dtype, kernel=kernel), self.diffusion_config)
+            self._graphs = SamplingGraphs() if graphs else None
         return self._fast[1]
 
     @property
@@ -142,7 +145,7 @@ class Vocoder:
     def to(self, device) -> "Vocoder":
         self.net.to(device)
         self._mel_fn.to(device)
-        self._fast = None
+        self._fast = self._graphs = None
         return self
 
     # --- persistence ------------------------------------------------------------------------------------------
@@ -211,11 +214,24 @@ class Vocoder:
             part = torch.stack([mel[b, :, chunks[i][0]:chunks[i][1]] for b, i in group])  # [G, n_mels, frames]
             rows = torch.tensor([b for b, _ in group], device=mel.device)
             offsets = torch.tensor([chunks[i][0] * hop for _, i in group], device=mel.device)
-            noise = positional_noise(seed, offsets, rows)
-            x = prior((len(group), 1, part.shape[-1] * hop), float(sigmas[0]), device=mel.device,
-                      noise_sampler=noise)
-            extra = {"cond": self.net.upsample(part)} if self.model_config.conditional else {}
-            y = SAMPLERS[sampler](runner, x, sigmas, noise_sampler=noise, extra_args=extra)
+            seed_t = torch.tensor(seed, dtype=torch.int64, device=mel.device)
+
+            def sample(part, offsets, rows, seed_t):
+                noise = positional_noise(seed_t, offsets, rows)
+                x = prior((part.shape[0], 1, part.shape[-1] * hop), float(sigmas[0]), device=part.device,
+                          noise_sampler=noise)
+                extra = {"cond": self.net.upsample(part)} if self.model_config.conditional else {}
+                return SAMPLERS[sampler](runner, x, sigmas, noise_sampler=noise, extra_args=extra)
+
+            y = None
+            if self._graphs is not None and runner is not self.denoiser:
+                try:
+                    y = self._graphs((sampler, tuple(sigmas.tolist())), sample, part, offsets, rows, seed_t)
+                except RuntimeError as err:  # a loop that cannot be captured still synthesises, uncaptured
+                    log.warning("CUDA graph capture failed (%s); sampling without graphs", str(err)[:200])
+                    self._graphs = None
+            if y is None:
+                y = sample(part, offsets, rows, seed_t)
             y = y.clamp(-1, 1)[:, 0]
             for (b, i), wave in zip(group, y):
                 a, e = chunks[i]

@@ -280,3 +280,21 @@ def test_drop_labels():
                        drop_labels(labels, 0.2, torch.Generator().manual_seed(5)))
     with pytest.raises(ValueError, match="probability"):
         drop_labels(labels, 1.5)
+
+
+def test_positional_noise_takes_a_device_tensor_seed():
+    # The vocoder's CUDA graphs feed the seed as a tensor so that one graph serves every seed: same noise either way.
+    from audiodiff.diffusion.noise import hashed_normal
+
+    offsets, rows = torch.tensor([0, 4096]), torch.tensor([0, 1])
+    a = hashed_normal((2, 1, 300), 12345, 3, offsets, rows)
+    b = hashed_normal((2, 1, 300), torch.tensor(12345), 3, offsets, rows)
+    assert torch.equal(a, b) and not torch.equal(a, hashed_normal((2, 1, 300), 12346, 3, offsets, rows))
+
+
+def test_sigma_batch_is_a_fill_of_the_level():
+    from audiodiff.diffusion.samplers import _sigma_batch
+
+    x = torch.zeros(3, 1, 8)
+    out = _sigma_batch(torch.tensor(0.25, dtype=torch.float64), x)
+    assert out.dtype == torch.float32 and torch.equal(out, torch.full((3,), 0.25))

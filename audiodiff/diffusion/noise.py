@@ -29,7 +29,7 @@ def splitmix64(x: torch.Tensor) -> torch.Tensor:
 def hashed_normal(shape, seed: int, draw: int, offsets=None, rows=None, device=None) -> torch.Tensor:
     """Standard normal noise of ``shape [..., T]``. With ``R`` the flattened leading dimensions, element
     ``(r, t)`` depends only on ``(seed, draw, rows[r], offsets[r] + t)``; ``rows`` defaults to ``0..R-1`` and
-    ``offsets`` to zeros (ints or ``[R]`` tensors)."""
+    ``offsets`` to zeros (ints or ``[R]`` tensors). ``seed`` is an int or a 0-d int64 tensor on ``device``."""
     n_rows = 1
     for n in shape[:-1]:
         n_rows *= n
@@ -37,7 +37,10 @@ def hashed_normal(shape, seed: int, draw: int, offsets=None, rows=None, device=N
     offsets = torch.zeros(n_rows, dtype=torch.int64, device=device) if offsets is None \
         else torch.as_tensor(offsets, device=device).expand(n_rows)
     pos = offsets.to(torch.int64)[:, None] + torch.arange(shape[-1], device=device, dtype=torch.int64)  # [R, T]
-    base = splitmix64(torch.tensor(seed * 65_537 + draw, dtype=torch.int64, device=device))
+    if isinstance(seed, torch.Tensor):  # a device tensor: the seed can change between CUDA graph replays
+        base = splitmix64(seed.to(torch.int64) * 65_537 + draw)
+    else:
+        base = splitmix64(torch.tensor(seed * 65_537 + draw, dtype=torch.int64, device=device))
     key = splitmix64(base + rows.to(torch.int64)[:, None] * 0x5851F42D)  # [R, 1]
     z = splitmix64(key + pos * 2)
     w = splitmix64(key + pos * 2 + 1)

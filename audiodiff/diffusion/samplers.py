@@ -65,7 +65,8 @@ def _real_dtype(x: torch.Tensor) -> torch.dtype:
 
 
 def _sigma_batch(sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return sigma.to(device=x.device, dtype=_real_dtype(x)).expand(x.shape[0])  # [B]
+    # A fill with the value baked in, not a host-to-device copy: sampling loops stay capturable in CUDA graphs.
+    return torch.full((x.shape[0],), float(sigma), device=x.device, dtype=_real_dtype(x))  # [B]
 
 
 def ancestral_step_sizes(sigma_from, sigma_to, eta: float = 1.0):

@@ -128,6 +128,13 @@ class DiscreteSchedule:
         self.sigmas = sigma_from_alpha_bar(self.alpha_bar)  # [T], increasing
         # sqrt(alpha_bar) on the grid t = -1 .. T-1, with alpha_bar_{-1} = 1 (no noise).
         self._root = torch.cat([self.alpha_bar.new_ones(1), self.alpha_bar.sqrt()])
+        self._root_on: dict = {}  # per-device copies: no host-to-device copy per call (capturable in CUDA graphs)
+
+    def _grid(self, device) -> torch.Tensor:
+        device = torch.device(device)
+        if device not in self._root_on:
+            self._root_on[device] = self._root.to(device)
+        return self._root_on[device]
 
     @property
     def num_steps(self) -> int:
@@ -150,7 +157,7 @@ class DiscreteSchedule:
         """
         sigma = torch.as_tensor(sigma)
         root = alpha_bar_from_sigma(sigma.double()).sqrt()
-        grid = self._root.to(root.device)
+        grid = self._grid(root.device)
         # grid is decreasing; index of the first grid point below root.
         hi = torch.searchsorted(-grid, -root.contiguous(), right=False).clamp(1, len(grid) - 1)
         lo = hi - 1
@@ -164,7 +171,7 @@ class DiscreteSchedule:
         pos = t + 1
         lo = pos.floor().long().clamp(max=self.num_steps - 1)
         frac = pos - lo
-        grid = self._root.to(t.device)
+        grid = self._grid(t.device)
         root = grid[lo] + frac * (grid[(lo + 1).clamp(max=self.num_steps)] - grid[lo])
         return sigma_from_alpha_bar(root**2)
 
