@@ -87,7 +87,5 @@ class FastBackbone(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None, **kwargs):
         if self.kernel:
             return self.net(x, t, cond=cond, **kwargs)
-        capturing = x.is_cuda and torch.cuda.is_current_stream_capturing()
-        cond_cast = cond.to(self.dtype) if capturing and cond is not None else self._cast_cond(cond)
-        extra = {"cond": cond_cast} if cond is not None else {}
+        extra = {"cond": self._cast_cond(cond)} if cond is not None else {}
         return self.net(x.to(self.dtype), t, **extra, **kwargs).to(torch.float32, copy=True)
