@@ -110,11 +110,11 @@ class MelSpectrogram(nn.Module):
     def from_preset(cls, preset: str = "hifigan", **overrides) -> "MelSpectrogram":
         return cls(mel_config(preset, **overrides))
 
-    def forward(self, audio: torch.Tensor, pad: bool = True) -> torch.Tensor:
-        """``audio [..., T]`` -> ``[..., n_mels, frames]``; ``pad=False`` frames an already padded segment."""
+    def stft(self, x: torch.Tensor, pad: bool = True) -> torch.Tensor:
+        """``x [N, T]`` -> complex ``[N, bins, frames]`` in this front end's framing (reflect padding unless
+        ``pad=False``): the frames of ``forward``, also used by ``refine.py`` to edit a waveform's mel."""
         c = self.config
-        lead = audio.shape[:-1]
-        x = audio.reshape(-1, audio.shape[-1]).float()
+        x = x.float()
         if pad:
             left, right = c.pad
             if x.shape[-1] <= max(left, right):
@@ -124,16 +124,34 @@ class MelSpectrogram(nn.Module):
                 )
             x = torch.nn.functional.pad(x.unsqueeze(1), (left, right), mode="reflect").squeeze(1)
         with torch.autocast(x.device.type, enabled=False):
-            spec = torch.stft(
+            return torch.stft(
                 x, c.n_fft, hop_length=c.hop_length, win_length=c.win_length, window=self.window,
                 center=False, normalized=False, onesided=True, return_complex=True,
-            )  # [N, F, frames]
-            mag = torch.sqrt(spec.real.square() + spec.imag.square() + c.mag_eps)
-            if c.normalized:
-                mag = mag / self.window.square().sum().sqrt()
-            mel = torch.matmul(self.fbank, mag)  # [N, n_mels, frames]
-            mel = _compress(mel, c.log)
+            )
+
+    def magnitude(self, spec: torch.Tensor) -> torch.Tensor:
+        """``|spec|`` as the mel uses it (with ``mag_eps``, and normalised for the diffwave preset)."""
+        c = self.config
+        mag = torch.sqrt(spec.real.square() + spec.imag.square() + c.mag_eps)
+        return mag / self.window.square().sum().sqrt() if c.normalized else mag
+
+    def forward(self, audio: torch.Tensor, pad: bool = True) -> torch.Tensor:
+        """``audio [..., T]`` -> ``[..., n_mels, frames]``; ``pad=False`` frames an already padded segment."""
+        c = self.config
+        lead = audio.shape[:-1]
+        spec = self.stft(audio.reshape(-1, audio.shape[-1]), pad)  # [N, F, frames]
+        with torch.autocast(spec.device.type, enabled=False):
+            mel = _compress(torch.matmul(self.fbank, self.magnitude(spec)), c.log)  # [N, n_mels, frames]
         return mel.reshape(*lead, c.n_mels, mel.shape[-1])
+
+
+def decompress(mel: torch.Tensor, log: str) -> torch.Tensor:
+    """The inverse of the log compression (above its floor): log-mel -> mel magnitude."""
+    if log == "ln":
+        return mel.exp()
+    if log == "diffwave":
+        return 10 ** (((mel * 100 - 100) + 20) / 20)  # ((20 log10(x) - 20) + 100) / 100 solved for x
+    raise AudiodiffError(f"mel: unknown log compression {log!r}; expected 'ln' or 'diffwave'")
 
 
 def _compress(mel: torch.Tensor, log: str) -> torch.Tensor:

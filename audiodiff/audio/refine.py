@@ -4,7 +4,7 @@ A diffusion vocoder after a few steps gets the fine structure (phase, harmonics)
 drifts: an under-trained DiffWave is a few dB too quiet, more so in quiet frames. The conditioning mel says what
 the envelope should be, so each iteration
 
-1. takes the STFT of the waveform in the mel front end's own framing (same window, hop and padding),
+1. takes the STFT of the waveform with the mel front end itself (``MelSpectrogram.stft``: same framing),
 2. computes its mel and the gain per (band, frame) that would turn it into the target mel (clamped to
    ``[1 / max_gain, max_gain]``),
 3. spreads the band gains over the linear-frequency bins with the filterbank weights (bins no band covers, such
@@ -20,22 +20,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from audiodiff.audio.mel import MelSpectrogram
-
-
-def mel_magnitude(mel: torch.Tensor, log: str) -> torch.Tensor:
-    """Undo the log compression of ``audio/mel.py``: log-mel -> mel magnitude."""
-    if log == "ln":
-        return mel.exp()
-    return 10 ** (((mel * 100 - 100) + 20) / 20)  # diffwave: ((20 log10(x) - 20) + 100) / 100
-
-
-def _stft(x: torch.Tensor, fn: MelSpectrogram) -> torch.Tensor:
-    c = fn.config
-    left, right = c.pad
-    x = F.pad(x.unsqueeze(1), (left, right), mode="reflect").squeeze(1)
-    return torch.stft(x, c.n_fft, hop_length=c.hop_length, win_length=c.win_length, window=fn.window,
-                      center=False, onesided=True, return_complex=True)  # [B, bins, frames]
+from audiodiff.audio.mel import MelSpectrogram, decompress
 
 
 def _istft(spec: torch.Tensor, fn: MelSpectrogram, length: int) -> torch.Tensor:
@@ -80,17 +65,14 @@ def refine(audio: torch.Tensor, log_mel: torch.Tensor, fn: MelSpectrogram, iters
 def _refine(audio: torch.Tensor, log_mel: torch.Tensor, fn: MelSpectrogram, iters: int,
             max_gain: float) -> torch.Tensor:
     c = fn.config
-    target = mel_magnitude(log_mel.float(), c.log)
+    target = decompress(log_mel.float(), c.log)
     fbank = fn.fbank  # [n_mels, bins]
     cover = fbank.sum(0)  # [bins]
     spread = fbank / cover.clamp(min=1e-8)  # band gain -> bin gain: a weighted mean of the bands over each bin
     x = audio.float()
     for _ in range(iters):
-        spec = _stft(x, fn)
-        mag = torch.sqrt(spec.real.square() + spec.imag.square() + c.mag_eps)
-        if c.normalized:
-            mag = mag / fn.window.square().sum().sqrt()
-        mel = fbank @ mag  # [B, n_mels, frames]
+        spec = fn.stft(x)  # [B, bins, frames]
+        mel = fbank @ fn.magnitude(spec)  # [B, n_mels, frames]
         frames = min(mel.shape[-1], target.shape[-1])
         gain = (target[..., :frames] / mel[..., :frames].clamp(min=1e-5)).clamp(1 / max_gain, max_gain)
         bins = spread.T @ gain  # [B, bins, frames]

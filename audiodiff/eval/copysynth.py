@@ -15,19 +15,17 @@ from pathlib import Path
 import librosa
 import numpy as np
 import soundfile as sf
+import torch
 
 from audiodiff.audio.io import load_audio
-from audiodiff.audio.mel import MelConfig
+from audiodiff.audio.mel import MelConfig, decompress
 from audiodiff.data.files import find_audio_files
 from audiodiff.eval import metrics as M
 
 
 def griffin_lim(mel: np.ndarray, cfg: MelConfig, n_iter: int = 32) -> np.ndarray:
     """Invert a log-mel ``[n_mels, F]`` of convention ``cfg`` with Griffin-Lim; returns ``[F * hop]``."""
-    if cfg.log == "ln":
-        mag_mel = np.exp(mel)
-    else:  # diffwave: ((20 log10(x) - 20) + 100) / 100
-        mag_mel = 10 ** ((mel * 100 - 100 + 20) / 20)
+    mag_mel = decompress(torch.from_numpy(np.asarray(mel, dtype=np.float64)), cfg.log).numpy()
     fmax = cfg.fmax if cfg.fmax is not None else cfg.sample_rate / 2
     stft = librosa.feature.inverse.mel_to_stft(
         mag_mel, sr=cfg.sample_rate, n_fft=cfg.n_fft, power=1.0, fmin=cfg.fmin, fmax=fmax,
