@@ -126,7 +126,8 @@ def mel(audio_in, mel_out, preset, model):
 @click.argument("mel_in", metavar="MEL.npy", type=click.Path(path_type=Path))
 @click.argument("wav_out", metavar="OUT.wav", type=click.Path(path_type=Path))
 @click.option("--model", type=click.Path(path_type=Path),
-              help="Exported model directory (from `audiodiff export`) [default: the bundled speech-22k vocoder, hifigan mel].")
+              help="Exported model directory (from `audiodiff export`) [default: the bundled speech-22k "
+                   "vocoder, hifigan mel].")
 @click.option("--steps", type=int, help="Sampling steps [default: the model's, usually 6].")
 @click.option("--sampler", help="fast, ddpm, ddim, dpmpp, pc or heun [default: the model's, usually fast].")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,

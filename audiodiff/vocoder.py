@@ -93,8 +93,7 @@ class Vocoder:
         if not 0 <= 2 * overlap_frames < chunk_frames:
             raise AudiodiffError("need 0 <= 2 * overlap_frames < chunk_frames")
         self.denoiser = build_denoiser(self.net, diffusion)  # fp32 eager: the reference path
-        self._fast = None  # (key, denoiser) of the fast path, built on first use
-        self._graphs = None  # SamplingGraphs of the fast path on a GPU
+        self._fast = None  # (key, denoiser, SamplingGraphs or None) of the fast path, built on first use
         self._mel_fn = MelSpectrogram(mel).to(self.device)
 
     # --- properties -------------------------------------------------------------------------------------------
@@ -121,22 +120,23 @@ class Vocoder:
             raise AudiodiffError(f"precision must be one of {PRECISIONS}, got {value!r}")
         self._precision = value
 
-    def _runner(self):
-        """The denoiser that sampling uses: the fp32 eager network on the CPU at fp32, otherwise the fast path
-        (a bf16 or fp32 copy of the weights, CUDA graphs on a GPU when ``graphs`` is set, and in bf16 on a GPU
-        the fused Triton layer kernel when ``kernel`` is set and Triton is installed)."""
+    def _runner(self) -> tuple:
+        """``(denoiser, graphs)`` that sampling uses: the fp32 eager network and no graphs on the CPU at fp32;
+        otherwise the fast path (a bf16 or fp32 copy of the weights, in bf16 on a GPU the fused Triton layer
+        kernel when ``kernel`` is set and Triton is installed) and, on a GPU with ``graphs`` set, the
+        ``SamplingGraphs`` that replay whole sampling calls."""
         device = self.device
         precision = self.precision if self.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
         graphs = self.graphs and device.type == "cuda"
         if precision == "fp32" and not graphs:
-            return self.denoiser
+            return self.denoiser, None
         kernel = self.kernel and precision == "bf16" and device.type == "cuda" and fused_kernel_fits(self.net)
         key = (device, precision, graphs, kernel, id(self.net))
         if self._fast is None or self._fast[0] != key:
             dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-            self._fast = key, build_denoiser(FastBackbone(self.net, dtype, kernel=kernel), self.diffusion_config)
-            self._graphs = SamplingGraphs() if graphs else None
-        return self._fast[1]
+            fast = build_denoiser(FastBackbone(self.net, dtype, kernel=kernel), self.diffusion_config)
+            self._fast = key, fast, SamplingGraphs() if graphs else None
+        return self._fast[1], self._fast[2]
 
     @property
     def device(self) -> torch.device:
@@ -145,7 +145,7 @@ class Vocoder:
     def to(self, device) -> "Vocoder":
         self.net.to(device)
         self._mel_fn.to(device)
-        self._fast = self._graphs = None
+        self._fast = None
         return self
 
     # --- persistence ------------------------------------------------------------------------------------------
@@ -153,7 +153,8 @@ class Vocoder:
     def from_pretrained(cls, path: str | Path | None = None, device=None, **kwargs) -> "Vocoder":
         """Load an exported model directory (default: the speech vocoder bundled with audiodiff)."""
         path = Path(path) if path is not None else DEFAULT_MODEL
-        hint = "the bundled model is missing from this install (reinstall audiodiff) or pass --model" if path == DEFAULT_MODEL else "pass"
+        hint = "the bundled model is missing from this install (reinstall audiodiff) or pass --model" \
+            if path == DEFAULT_MODEL else "pass"
         cfg, recipe, net = artifacts.load(path, FORMAT, "model", hint)
         voc = cls(net, recipe.mel, recipe.model, recipe.diffusion, cfg.get("tuned_schedules"), **kwargs)
         return voc.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -203,10 +204,19 @@ class Vocoder:
         B, _, F = mel.shape
         hop = self.hop_length
         chunks = self._chunks(F)
-        runner = self._runner()
+        runner, graphs = self._runner()
         out = torch.zeros(B, F * hop, device=mel.device)
         weight = torch.zeros(F * hop, device=mel.device)  # sum of cross-fade weights per sample
         ramp = self.overlap_frames * hop
+        seed_t = torch.tensor(seed, dtype=torch.int64, device=mel.device)
+
+        def sample(part, offsets, rows, seed_t):  # device tensors in, waveforms out: capturable as one graph
+            noise = positional_noise(seed_t, offsets, rows)
+            x = prior((part.shape[0], 1, part.shape[-1] * hop), float(sigmas[0]), device=part.device,
+                      noise_sampler=noise)
+            extra = {"cond": self.net.upsample(part)} if self.model_config.conditional else {}
+            return SAMPLERS[sampler](runner, x, sigmas, noise_sampler=noise, extra_args=extra)
+
         # (row, chunk index): chunks of one length, so any group stacks into one batch.
         jobs = [(b, i) for i in range(len(chunks)) for b in range(B)]
         for j in range(0, len(jobs), self.max_batch):
@@ -214,22 +224,13 @@ class Vocoder:
             part = torch.stack([mel[b, :, chunks[i][0]:chunks[i][1]] for b, i in group])  # [G, n_mels, frames]
             rows = torch.tensor([b for b, _ in group], device=mel.device)
             offsets = torch.tensor([chunks[i][0] * hop for _, i in group], device=mel.device)
-            seed_t = torch.tensor(seed, dtype=torch.int64, device=mel.device)
-
-            def sample(part, offsets, rows, seed_t):
-                noise = positional_noise(seed_t, offsets, rows)
-                x = prior((part.shape[0], 1, part.shape[-1] * hop), float(sigmas[0]), device=part.device,
-                          noise_sampler=noise)
-                extra = {"cond": self.net.upsample(part)} if self.model_config.conditional else {}
-                return SAMPLERS[sampler](runner, x, sigmas, noise_sampler=noise, extra_args=extra)
-
             y = None
-            if self._graphs is not None and runner is not self.denoiser:
+            if graphs is not None:
                 try:
-                    y = self._graphs((sampler, tuple(sigmas.tolist())), sample, part, offsets, rows, seed_t)
+                    y = graphs((sampler, tuple(sigmas.tolist())), sample, part, offsets, rows, seed_t)
                 except RuntimeError as err:  # a loop that cannot be captured still synthesises, uncaptured
                     log.warning("CUDA graph capture failed (%s); sampling without graphs", str(err)[:200])
-                    self._graphs = None
+                    self.graphs, graphs = False, None
             if y is None:
                 y = sample(part, offsets, rows, seed_t)
             y = y.clamp(-1, 1)[:, 0]

@@ -270,4 +270,5 @@ def test_bf16_fast_path_matches_the_fp32_path_to_bf16_tolerance():
 
 def test_auto_precision_is_fp32_on_the_cpu():
     voc = _random_vocoder()
-    assert voc.precision == "auto" and voc._runner() is voc.denoiser
+    runner, graphs = voc._runner()
+    assert voc.precision == "auto" and runner is voc.denoiser and graphs is None

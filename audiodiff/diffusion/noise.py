@@ -37,10 +37,8 @@ def hashed_normal(shape, seed: int, draw: int, offsets=None, rows=None, device=N
     offsets = torch.zeros(n_rows, dtype=torch.int64, device=device) if offsets is None \
         else torch.as_tensor(offsets, device=device).expand(n_rows)
     pos = offsets.to(torch.int64)[:, None] + torch.arange(shape[-1], device=device, dtype=torch.int64)  # [R, T]
-    if isinstance(seed, torch.Tensor):  # a device tensor: the seed can change between CUDA graph replays
-        base = splitmix64(seed.to(torch.int64) * 65_537 + draw)
-    else:
-        base = splitmix64(torch.tensor(seed * 65_537 + draw, dtype=torch.int64, device=device))
+    seed = torch.as_tensor(seed, dtype=torch.int64, device=device)  # a device tensor passes through (CUDA graphs)
+    base = splitmix64(seed * 65_537 + draw)
     key = splitmix64(base + rows.to(torch.int64)[:, None] * 0x5851F42D)  # [R, 1]
     z = splitmix64(key + pos * 2)
     w = splitmix64(key + pos * 2 + 1)
