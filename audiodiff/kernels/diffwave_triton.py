@@ -198,11 +198,7 @@ class FusedDiffWave(nn.Module):
                 raise ValueError("this DiffWave is mel-conditioned: pass mel= or cond=")
             cond = net.upsample(mel)
         B, _, T = x.shape
-        emb = net.step_embedding(t)  # [B, E]
-        if net.class_embedding is not None:
-            if class_labels is None:
-                class_labels = torch.full((B,), -1, device=x.device, dtype=torch.long)
-            emb = emb + net.class_embedding(class_labels)
+        emb = net.embed(t, class_labels)  # [B, E]
         steps = F.linear(emb.float(), self.step_w, self.step_b).view(B, L, C).transpose(0, 1).contiguous()  # [L,B,C]
         h = F.relu(x.float().transpose(1, 2) * self.in_w + self.in_b).to(self.dtype).contiguous()  # [B, T, C]
         h_next = torch.empty_like(h)

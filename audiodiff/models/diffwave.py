@@ -124,6 +124,15 @@ class DiffWave(nn.Module):
         """``[B, n_mels, F] -> [B, n_mels, F * hop]``: the per-call conditioning, reusable across steps."""
         return self.upsampler(mel)
 
+    def embed(self, t: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, E]``: the step embedding, plus the class embedding (the null class when no labels are given)."""
+        emb = self.step_embedding(t)
+        if self.class_embedding is not None:
+            if class_labels is None:
+                class_labels = torch.full((t.shape[0],), -1, device=t.device, dtype=torch.long)
+            emb = emb + self.class_embedding(class_labels)
+        return emb
+
     def forward(self, x: torch.Tensor, t: torch.Tensor, mel: torch.Tensor | None = None,
                 class_labels: torch.Tensor | None = None, cond: torch.Tensor | None = None) -> torch.Tensor:
         """``x [B, 1, T]``, ``t [B]`` -> ``[B, 1, T]``; give ``mel [B, n_mels, T/hop]`` or its ``cond``."""
@@ -131,11 +140,7 @@ class DiffWave(nn.Module):
             if mel is None:
                 raise ValueError("this DiffWave is mel-conditioned: pass mel= or cond=")
             cond = self.upsample(mel)
-        emb = self.step_embedding(t)  # [B, E]
-        if self.class_embedding is not None:
-            if class_labels is None:
-                class_labels = torch.full((x.shape[0],), -1, device=x.device, dtype=torch.long)
-            emb = emb + self.class_embedding(class_labels)
+        emb = self.embed(t, class_labels)  # [B, E]
         if torch.is_grad_enabled() and not torch.compiler.is_compiling():
             return self._forward_conv(x, emb, cond)  # eager training: the convolutions' backward is faster
         cond = cond.transpose(1, 2) if cond is not None else None  # [B, T, n_mels]
