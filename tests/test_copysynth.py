@@ -59,6 +59,13 @@ def test_evaluate_limits_low_rate_recordings_to_their_band(tmp_path):
     assert a_matched["reference_distance"] == a_full["reference_distance"]  # the 22.05 kHz file is untouched
     # The untrained vocoder's output is broadband noise: removing its band above 8 kHz changes the score.
     assert b_matched["reference_distance"] != b_full["reference_distance"]
+    # ... and the matched score is exactly the score of the band-limited output.
+    from audiodiff.audio.io import load_audio
+
+    ref, _ = load_audio(data / "b_16k.wav", SR)
+    est = voc(voc.mel(ref).cpu().numpy(), steps=2, seed=0)
+    assert b_matched["reference_distance"] == M.reference_distance(ref, band_limit(est, SR, 16000))
+    assert b_full["reference_distance"] == M.reference_distance(ref, est)
     assert set(matched["summary"]) == {"reference_distance", "mrstft", "log_mel_l1"}
     assert matched["baseline"]["summary"]["reference_distance"]["n"] == 2
     write_report(matched, tmp_path / "r.json")

@@ -85,12 +85,15 @@ def evaluate(vocoder, data: str | Path, *, steps: int | None = None, sampler: st
         synth_time += time.perf_counter() - t0
         seconds += len(ref) / sr
         source_sr = sf.info(str(path)).samplerate
-        limit_band = (lambda a: band_limit(a, sr, source_sr)) if match_bandwidth and source_sr < sr \
-            else (lambda a: a)
-        limited += source_sr < sr and match_bandwidth
-        rows.append({"file": str(path), **_metrics(ref, limit_band(est), sr, cfg, keys)})
+        narrow = match_bandwidth and source_sr < sr
+
+        def score(audio):
+            return _metrics(ref, band_limit(audio, sr, source_sr) if narrow else audio, sr, cfg, keys)
+
+        limited += narrow
+        rows.append({"file": str(path), **score(est)})
         if baseline == "griffinlim":
-            base_rows.append({"file": str(path), **_metrics(ref, limit_band(griffin_lim(mel, cfg)), sr, cfg, keys)})
+            base_rows.append({"file": str(path), **score(griffin_lim(mel, cfg))})
     report = {"data": str(data), "files": rows, "summary": summarise(rows, keys),
               "sampler": sampler or vocoder.sampler, "steps": steps or vocoder.steps,
               "refine": vocoder.refine, "precision": vocoder.precision,
