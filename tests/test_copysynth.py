@@ -71,3 +71,19 @@ def test_evaluate_limits_low_rate_recordings_to_their_band(tmp_path):
     write_report(matched, tmp_path / "r.json")
     assert json.loads((tmp_path / "r.json").read_text())["band_limited_files"] == 1
     assert (tmp_path / "r.csv").read_text().count("\n") == 1 + 2 + 2  # header, two files, two baseline rows
+
+
+def test_full_and_fast_metric_sets_share_the_vocoders_log_mel(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    sf.write(data / "a.wav", _tones([300, 9500], 0.5), SR)  # energy above the mel's fmax (8 kHz)
+    voc = tiny_vocoder()
+    fast = evaluate(voc, data, steps=2, limit=None, full=False, progress=False)["files"][0]
+    full = evaluate(voc, data, steps=2, limit=None, full=True, progress=False)["files"][0]
+    assert full["log_mel_l1"] == fast["log_mel_l1"]
+    from audiodiff.audio.io import load_audio
+
+    ref, _ = load_audio(data / "a.wav", SR)
+    est = voc(voc.mel(ref).cpu().numpy(), steps=2, seed=0)
+    assert fast["log_mel_l1"] == M.log_mel_l1(ref, est, SR, fmax=8000.0)
+    assert fast["log_mel_l1"] != M.log_mel_l1(ref, est, SR)  # 0-11 kHz would be another number

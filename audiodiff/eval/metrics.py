@@ -175,12 +175,13 @@ def stoi(ref: np.ndarray, est: np.ndarray, sr: int) -> float | None:
     return float(importlib.import_module("pystoi").stoi(ref, est, sr, extended=False))
 
 
-def all_metrics(ref: np.ndarray, est: np.ndarray, sr: int) -> dict[str, float | None]:
-    """Every metric above with default settings, under stable keys (see ``METRIC_KEYS``)."""
+def all_metrics(ref: np.ndarray, est: np.ndarray, sr: int, **mel) -> dict[str, float | None]:
+    """Every metric above under stable keys (see ``METRIC_KEYS``); ``mel`` (n_fft, hop, n_mels, fmax) sets the
+    log-mel distance's spectrogram, so that it can be the vocoder's own mel."""
     return {
         "reference_distance": reference_distance(ref, est),
         "mrstft": mrstft_distance(ref, est),
-        "log_mel_l1": log_mel_l1(ref, est, sr),
+        "log_mel_l1": log_mel_l1(ref, est, sr, **mel),
         "mcd_db": mel_cepstral_distortion(ref, est, sr),
         **f0_metrics(ref, est, sr),
         "pesq_wb": pesq_wb(ref, est, sr),
