@@ -84,11 +84,14 @@ def train(recipe: Path, data, run_dir, overrides, init, device, no_progress):
 @click.argument("out_dir", type=click.Path(path_type=Path))
 @click.option("--checkpoint", type=click.Path(path_type=Path), help="A specific checkpoint [default: newest].")
 @click.option("--fp16", is_flag=True, help="Store the weights in half precision (half the size).")
-def export(run_dir, out_dir, checkpoint, fp16):
+@click.option("--vocoder", type=click.Path(path_type=Path),
+              help="Spectrogram generators only: an exported vocoder with the same mel settings, stored as the "
+                   "generator's paired vocoder (OUT_DIR/vocoder), which `audiodiff generate` uses by default.")
+def export(run_dir, out_dir, checkpoint, fp16, vocoder):
     """Export the EMA weights of a training run as a model directory (config.json + model.safetensors)."""
     from audiodiff.training import export as run_export
 
-    click.echo(f"exported {run_export(run_dir, out_dir, checkpoint, fp16)}")
+    click.echo(f"exported {run_export(run_dir, out_dir, checkpoint, fp16, vocoder)}")
 
 
 @cli.command()
@@ -222,14 +225,16 @@ def tune_schedule(model, data, steps, clips, seconds, passes, device):
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("out_dir", type=click.Path(path_type=Path))
 @click.option("--n", "count", type=int, default=4, show_default=True, help="How many samples.")
-@click.option("--class", "label", type=int, help="Class index (see the run's classes.txt) [default: unconditional].")
+@click.option("--class", "label", help="Class name or index (digits: 0-9; music: piano, strings, ...) "
+              "[default: unconditional].")
 @click.option("--guidance", type=float, default=1.0, show_default=True,
               help="Classifier-free guidance scale (1: none, 0: unconditional, >1: stronger).")
 @click.option("--sampler", help="Sampler [default: the model's].")
 @click.option("--steps", type=int, help="Sampling steps [default: the model's].")
 @click.option("--frames", type=int, help="Mel frames per sample [default: the model's tile width].")
-@click.option("--vocoder", "vocoder_path", default="griffinlim", show_default=True,
-              help="An exported vocoder directory with the same mel settings, or griffinlim.")
+@click.option("--vocoder", "vocoder_path",
+              help="An exported vocoder with the same mel settings, or griffinlim [default: the model's paired "
+                   "vocoder (audiodiff export --vocoder), else griffinlim].")
 @click.option("--device", help="cpu, cuda or cuda:N.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def generate(model, out_dir, count, label, guidance, sampler, steps, frames, vocoder_path, device, seed):
@@ -241,12 +246,19 @@ def generate(model, out_dir, count, label, guidance, sampler, steps, frames, voc
     from audiodiff.vocoder import Vocoder
 
     gen = MelGenerator.from_pretrained(model, device=device)
+    if vocoder_path is None:
+        vocoder_path = model / "vocoder" if (model / "vocoder" / "config.json").is_file() else "griffinlim"
+        if vocoder_path == "griffinlim":
+            click.echo(f"{model} has no paired vocoder: using Griffin-Lim (pair one with "
+                       f"`audiodiff export RUN OUT --vocoder VOCODER`, or pass --vocoder)")
     voc = None
-    if vocoder_path != "griffinlim":
+    if str(vocoder_path) != "griffinlim":
         voc = Vocoder.from_pretrained(vocoder_path, device=device)
         if voc.mel_config != gen.mel_config:
             raise AudiodiffError(f"vocoder {vocoder_path} uses other mel settings than {model}; train a vocoder "
                                  f"with the generator's mel section, or use --vocoder griffinlim")
+    if label is not None:
+        name, label = label, gen.label(label)
     labels = [label] * count if label is not None else None
     mels = gen(labels, batch=count, frames=frames, steps=steps, sampler=sampler, guidance=guidance, seed=seed)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -254,7 +266,7 @@ def generate(model, out_dir, count, label, guidance, sampler, steps, frames, voc
         wav = voc(mel_i, seed=seed + i) if voc is not None else griffin_lim(mel_i.cpu().numpy(), gen.mel_config)
         stem = out_dir / f"sample_{i:03d}"
         save_audio(stem.with_suffix(".wav"), wav, gen.mel_config.sample_rate)
-        title = f"class {label}, guidance {guidance}" if label is not None else "unconditional"
+        title = f"class {name}, guidance {guidance}" if label is not None else "unconditional"
         stem.with_suffix(".png").write_bytes(mel_png(mel_i, title))
     click.echo(f"wrote {count} wav and png files to {out_dir}")
 

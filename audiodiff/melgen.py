@@ -4,8 +4,9 @@
     mel = gen([3, 7], seed=0, guidance=2.0)      # [2, n_mels, image_frames] on the vocoder's log-mel scale
     wav = Vocoder.from_pretrained(...)(mel)      # a vocoder trained on the same mel front end
 
-An exported generator is a directory with ``config.json`` (mel, model and diffusion settings) and
-``model.safetensors`` (EMA weights), like a vocoder's but with its own ``format``; nothing is unpickled. Sampling
+An exported generator is a directory with ``config.json`` (mel, model and diffusion settings, class names) and
+``model.safetensors`` (EMA weights), like a vocoder's but with its own ``format``; nothing is unpickled. A paired
+vocoder (``audiodiff export --vocoder``) lives in its ``vocoder/`` subdirectory. Sampling
 uses the shared samplers on ``[B, 1, n_mels, frames]`` and classifier-free guidance (Ho & Salimans 2022, eq. 6);
 images are mapped back with ``MelImage.to_mel`` (``audio/spectro_image.py``).
 """
@@ -30,9 +31,15 @@ FORMAT = "audiodiff-melgen"
 class MelGenerator:
     """A class-conditional (or unconditional) log-mel generator around a ``UNet2D``."""
 
-    def __init__(self, net: torch.nn.Module, mel: MelConfig, model: ModelConfig, diffusion: DiffusionConfig):
+    def __init__(self, net: torch.nn.Module, mel: MelConfig, model: ModelConfig, diffusion: DiffusionConfig,
+                 classes: list[str] | None = None):
         if model.arch != "unet2d":
             raise AudiodiffError(f"MelGenerator needs model.arch unet2d, got {model.arch!r}; use Vocoder for it")
+        if classes is not None and (len(classes) > model.num_classes or
+                                    not all(isinstance(c, str) and c for c in classes)):
+            raise AudiodiffError(f"class names {classes!r}: expected at most model.num_classes "
+                                 f"({model.num_classes}) non-empty strings")
+        self.classes = list(classes) if classes else None
         self.net = net.eval()
         self.mel_config, self.model_config, self.diffusion_config = mel, model, diffusion
         self.denoiser = build_denoiser(self.net, diffusion)
@@ -49,14 +56,24 @@ class MelGenerator:
     @classmethod
     def from_pretrained(cls, path: str | Path, device=None) -> "MelGenerator":
         """Load a directory written by ``save_pretrained`` (or ``audiodiff export`` of a unet2d run)."""
-        _, recipe, net = artifacts.load(Path(path), FORMAT, "mel generator")
-        gen = cls(net, recipe.mel, recipe.model, recipe.diffusion)
+        cfg, recipe, net = artifacts.load(Path(path), FORMAT, "mel generator")
+        gen = cls(net, recipe.mel, recipe.model, recipe.diffusion, cfg.get("classes"))
         return gen.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
     def save_pretrained(self, path: str | Path, fp16: bool = False) -> Path:
         """Write ``config.json`` and ``model.safetensors`` to ``path``."""
         sections = {"mel": self.mel_config, "model": self.model_config, "diffusion": self.diffusion_config}
-        return artifacts.save(path, self.net, FORMAT, sections, fp16=fp16)
+        extra = {"classes": self.classes} if self.classes else None
+        return artifacts.save(path, self.net, FORMAT, sections, extra, fp16=fp16)
+
+    def label(self, name: str | int) -> int:
+        """The class index of a class name (``strings``, ``7``) or index; the names are the training run's."""
+        if self.classes and str(name) in self.classes:
+            return self.classes.index(str(name))
+        if isinstance(name, int) or str(name).lstrip("-").isdigit():
+            return int(name)
+        known = ", ".join(self.classes) if self.classes else "none stored: pass an index"
+        raise AudiodiffError(f"unknown class {name!r}; this generator's classes: {known}")
 
     @torch.no_grad()
     def __call__(self, labels=None, batch: int | None = None, frames: int | None = None, steps: int | None = None,

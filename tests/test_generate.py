@@ -59,3 +59,22 @@ def test_vocoder_with_other_mel_settings_is_refused(generator_dir, tmp_path, cap
                "--device", "cpu") == 1
     err = capsys.readouterr().err
     assert err.startswith("error: vocoder ") and "use --vocoder griffinlim" in err and err.count("\n") == 1
+
+
+def test_class_names_and_the_paired_vocoder_are_used(generator_dir, tmp_path, capsys):
+    gen = MelGenerator.from_pretrained(generator_dir, device="cpu")
+    gen.classes = ["brass", "organ", "piano"]
+    gen.save_pretrained(generator_dir)
+    model = ModelConfig(residual_layers=1, residual_channels=2, dilation_cycle=1, embed_dim=8)
+    torch.manual_seed(0)
+    Vocoder(build_backbone(model, MEL), MEL, model, DiffusionConfig()).save_pretrained(generator_dir / "vocoder")
+    args = ("--n", 1, "--guidance", 2, "--steps", 2, "--device", "cpu", "--seed", 3)
+    assert run("generate", generator_dir, tmp_path / "name", "--class", "organ", *args) == 0
+    assert run("generate", generator_dir, tmp_path / "index", "--class", 1, *args) == 0
+    assert "no paired vocoder" not in capsys.readouterr().out
+    named, _ = sf.read(tmp_path / "name" / "sample_000.wav")
+    assert np.array_equal(named, sf.read(tmp_path / "index" / "sample_000.wav")[0])
+    assert run("generate", generator_dir, tmp_path / "gl", "--class", 1, "--vocoder", "griffinlim", *args) == 0
+    assert not np.array_equal(named, sf.read(tmp_path / "gl" / "sample_000.wav")[0])  # the paired vocoder ran
+    assert run("generate", generator_dir, tmp_path / "bad", "--class", "harp", *args) == 1
+    assert "unknown class 'harp'; this generator's classes: brass, organ, piano" in capsys.readouterr().err

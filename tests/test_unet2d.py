@@ -8,15 +8,16 @@ import pytest
 import soundfile as sf
 import torch
 
-from audiodiff.audio.mel import MelSpectrogram, mel_config
+from audiodiff.audio.mel import MelConfig, MelSpectrogram, mel_config
 from audiodiff.audio.spectro_image import LN_MAX, LN_MIN, MelImage
-from audiodiff.config import ModelConfig, load_recipe, recipe_from_dict, save_recipe
+from audiodiff.config import DiffusionConfig, ModelConfig, load_recipe, recipe_from_dict, save_recipe
 from audiodiff.diffusion import (NULL_LABEL, SAMPLERS, Denoiser, DiscreteSchedule, guided, linear_betas, prior,
                                  sigmas_for)
 from audiodiff.errors import AudiodiffError
 from audiodiff.factory import build_backbone
 from audiodiff.melgen import MelGenerator
 from audiodiff.models import UNet2D
+from audiodiff.vocoder import Vocoder
 from audiodiff.training import export, train
 from audiodiff.training.checkpoint import load_latest
 
@@ -187,8 +188,20 @@ def test_tiny_class_conditional_unet_trains_on_mel_images(tmp_path):
     with torch.no_grad():
         out = net(torch.randn(2, 1, 16, 12), torch.tensor([1.0, 2.0]), torch.tensor([0, NULL_LABEL]))
     assert out.shape == (2, 1, 16, 12) and torch.isfinite(out).all()
-    # Export writes a MelGenerator; it reloads with identical weights and generates deterministically.
-    gen = MelGenerator.from_pretrained(export(tmp_path / "run", tmp_path / "out"), device="cpu")
+    # Export writes a MelGenerator with the run's class names and, with a vocoder of the same mel, pairs it; it
+    # reloads with identical weights and generates deterministically.
+    voc_model = ModelConfig(residual_layers=1, residual_channels=2, dilation_cycle=1, embed_dim=8)
+    Vocoder(build_backbone(voc_model, recipe.mel), recipe.mel, voc_model, DiffusionConfig()).save_pretrained(
+        tmp_path / "voc")
+    gen = MelGenerator.from_pretrained(export(tmp_path / "run", tmp_path / "out", vocoder=tmp_path / "voc"),
+                                       device="cpu")
+    assert gen.classes == ["0", "1"] and gen.label("1") == 1
+    assert Vocoder.from_pretrained(tmp_path / "out" / "vocoder", device="cpu").mel_config == recipe.mel
+    other = MelConfig()  # 22.05 kHz: not the generator's mel
+    Vocoder(build_backbone(voc_model, other), other, voc_model, DiffusionConfig()).save_pretrained(tmp_path / "v2")
+    with pytest.raises(AudiodiffError, match="uses other mel settings"):
+        export(tmp_path / "run", tmp_path / "out2", vocoder=tmp_path / "v2")
+    assert not (tmp_path / "out2").exists()
     for k, v in net.state_dict().items():
         torch.testing.assert_close(gen.net.state_dict()[k], v, rtol=0, atol=0)
     mel = gen([0, 1], steps=3, sampler="ddim", guidance=2.0, seed=0)

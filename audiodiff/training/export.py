@@ -11,9 +11,10 @@ from audiodiff.training.checkpoint import load_checkpoint, load_latest
 
 
 def export(run_dir: str | Path, out_dir: str | Path, checkpoint: str | Path | None = None,
-           fp16: bool = False) -> Path:
+           fp16: bool = False, vocoder: str | Path | None = None) -> Path:
     """Write the EMA weights of the newest (or the given) checkpoint of ``run_dir`` as a model directory
-    (a ``Vocoder``, or a ``MelGenerator`` for a unet2d run)."""
+    (a ``Vocoder``, or a ``MelGenerator`` for a unet2d run, with the run's class names). ``vocoder``: an exported
+    vocoder with the generator's mel settings, copied into ``out_dir/vocoder`` as its paired vocoder."""
     from audiodiff.vocoder import Vocoder
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
@@ -26,12 +27,25 @@ def export(run_dir: str | Path, out_dir: str | Path, checkpoint: str | Path | No
     if out_dir.resolve() == run_dir.resolve():
         raise AudiodiffError("the export directory must differ from the run directory")
     recipe = recipe_from_dict(state["recipe"])
+    if vocoder is not None and recipe.model.arch != "unet2d":
+        raise AudiodiffError("--vocoder pairs a vocoder with a spectrogram generator; this run is a vocoder")
     net = build_backbone(recipe.model, recipe.mel)
     net.load_state_dict(state["ema"]["model"])
     if recipe.model.arch == "unet2d":  # a log-mel image model: a MelGenerator, not a Vocoder
         from audiodiff.melgen import MelGenerator
 
-        return MelGenerator(net, recipe.mel, recipe.model, recipe.diffusion).save_pretrained(out_dir, fp16=fp16)
+        names = run_dir / "classes.txt"
+        classes = names.read_text().split() if names.is_file() else None
+        gen = MelGenerator(net, recipe.mel, recipe.model, recipe.diffusion, classes)
+        if vocoder is not None:  # check before writing anything
+            voc = Vocoder.from_pretrained(vocoder, device="cpu")
+            if voc.mel_config != recipe.mel:
+                raise AudiodiffError(f"vocoder {vocoder} uses other mel settings than {run_dir}; train the vocoder "
+                                     f"with the generator's mel section (recipes/*-vocoder.yaml)")
+        gen.save_pretrained(out_dir, fp16=fp16)
+        if vocoder is not None:
+            voc.save_pretrained(out_dir / "vocoder", fp16=fp16)
+        return out_dir
     voc = Vocoder(net, recipe.mel, recipe.model, recipe.diffusion)
     voc.save_pretrained(out_dir, fp16=fp16)
     return out_dir
