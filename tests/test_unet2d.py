@@ -265,3 +265,19 @@ def test_digits_recipe_builds_a_class_conditional_unet():
     assert recipe.data.crop_frames == recipe.model.image_frames and recipe.mel.sample_rate == 8000
     net = build_backbone(recipe.model, recipe.mel)
     assert isinstance(net, UNet2D) and net.class_embedding.num_classes == 10
+
+
+@pytest.mark.parametrize("name", ["digits", "music"])
+def test_each_generator_recipe_has_a_vocoder_recipe_with_its_mel(name):
+    from pathlib import Path
+
+    recipes = Path(__file__).resolve().parents[1] / "recipes"
+    gen, voc = load_recipe(recipes / f"{name}.yaml"), load_recipe(recipes / f"{name}-vocoder.yaml")
+    assert gen.model.arch == "unet2d" and voc.model.arch == "diffwave"
+    assert gen.mel == voc.mel  # export --vocoder refuses a pair whose mels differ
+    assert gen.data.crop_frames == gen.model.image_frames and gen.data.labels == "prefix"
+    # the generator's tile fits the U-Net: every level halves the image, so both sides divide 2 ** (levels - 1)
+    net = build_backbone(gen.model, gen.mel)
+    x = torch.zeros(1, 1, gen.mel.n_mels, gen.model.image_frames)
+    with torch.no_grad():
+        assert net(x, torch.tensor([1.0]), torch.tensor([0])).shape == x.shape
