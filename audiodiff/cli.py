@@ -242,21 +242,20 @@ def generate(model, out_dir, count, label, guidance, sampler, steps, frames, voc
     from audiodiff.audio.io import save_audio
     from audiodiff.audio.plot import mel_png
     from audiodiff.eval.copysynth import griffin_lim
-    from audiodiff.melgen import MelGenerator
+    from audiodiff.melgen import PAIRED_VOCODER, MelGenerator
     from audiodiff.vocoder import Vocoder
 
     gen = MelGenerator.from_pretrained(model, device=device)
     if vocoder_path is None:
-        vocoder_path = model / "vocoder" if (model / "vocoder" / "config.json").is_file() else "griffinlim"
+        paired = model / PAIRED_VOCODER
+        vocoder_path = paired if (paired / "config.json").is_file() else "griffinlim"
         if vocoder_path == "griffinlim":
             click.echo(f"{model} has no paired vocoder: using Griffin-Lim (pair one with "
                        f"`audiodiff export RUN OUT --vocoder VOCODER`, or pass --vocoder)")
     voc = None
     if str(vocoder_path) != "griffinlim":
         voc = Vocoder.from_pretrained(vocoder_path, device=device)
-        if voc.mel_config != gen.mel_config:
-            raise AudiodiffError(f"vocoder {vocoder_path} uses other mel settings than {model}; train a vocoder "
-                                 f"with the generator's mel section, or use --vocoder griffinlim")
+        gen.check_vocoder(voc, vocoder_path)
     if label is not None:
         name, label = label, gen.label(label)
     labels = [label] * count if label is not None else None

@@ -6,7 +6,7 @@
 
 An exported generator is a directory with ``config.json`` (mel, model and diffusion settings, class names) and
 ``model.safetensors`` (EMA weights), like a vocoder's but with its own ``format``; nothing is unpickled. A paired
-vocoder (``audiodiff export --vocoder``) lives in its ``vocoder/`` subdirectory. Sampling
+vocoder (``audiodiff export --vocoder``) lives in its ``PAIRED_VOCODER`` subdirectory. Sampling
 uses the shared samplers on ``[B, 1, n_mels, frames]`` and classifier-free guidance (Ho & Salimans 2022, eq. 6);
 images are mapped back with ``MelImage.to_mel`` (``audio/spectro_image.py``).
 """
@@ -26,6 +26,7 @@ from audiodiff.errors import AudiodiffError
 from audiodiff.factory import build_denoiser
 
 FORMAT = "audiodiff-melgen"
+PAIRED_VOCODER = "vocoder"  # the subdirectory of an exported generator that holds its paired vocoder
 
 
 class MelGenerator:
@@ -65,6 +66,12 @@ class MelGenerator:
         sections = {"mel": self.mel_config, "model": self.model_config, "diffusion": self.diffusion_config}
         extra = {"classes": self.classes} if self.classes else None
         return artifacts.save(path, self.net, FORMAT, sections, extra, fp16=fp16)
+
+    def check_vocoder(self, vocoder, name) -> None:
+        """Refuse a vocoder (``name`` for the message) whose mel settings differ from the generator's."""
+        if vocoder.mel_config != self.mel_config:
+            raise AudiodiffError(f"vocoder {name} uses other mel settings than this generator; train a vocoder with "
+                                 f"the generator's mel section (recipes/*-vocoder.yaml), or use --vocoder griffinlim")
 
     def label(self, name: str | int) -> int:
         """The class index of a class name (``strings``, ``7``) or index; the names are the training run's."""

@@ -67,8 +67,8 @@ def main() -> None:
     out = Path(args.out)
     gen = MelGenerator.from_pretrained(args.generator)
     voc = None if args.vocoder == "griffinlim" else Vocoder.from_pretrained(args.vocoder, device=gen.device)
-    if voc is not None and voc.mel_config != gen.mel_config:
-        sys.exit(f"error: {args.vocoder} uses other mel settings than {args.generator}")
+    if voc is not None:
+        gen.check_vocoder(voc, args.vocoder)
     clf = D.DigitClassifier.from_pretrained(args.classifier)
     rate = gen.mel_config.sample_rate
     _, held = D.holdout_split(find_audio_files(args.data), by="take")
@@ -82,8 +82,7 @@ def main() -> None:
     # Copy-synthesis of the held-out clips, one at a time (their lengths differ).
     front = MelSpectrogram(gen.mel_config)
     mels = [front(torch.from_numpy(c)) for c in held_clips]
-    copies = [voc(m.to(gen.device), seed=args.seed).cpu().numpy() if voc is not None
-              else griffin_lim(m.numpy(), gen.mel_config) for m in mels]
+    copies = [vocode(voc, m[None].to(gen.device), gen.mel_config, args.seed)[0] for m in mels]
     result["copy_synthesis"] = score(clf, copies, held_labels, real)
     print(f"real held-out: {result['real_held_out']}; copy-synthesis: {result['copy_synthesis']}", flush=True)
     labels = [d for d in range(10) for _ in range(args.per_class)]

@@ -32,19 +32,17 @@ def export(run_dir: str | Path, out_dir: str | Path, checkpoint: str | Path | No
     net = build_backbone(recipe.model, recipe.mel)
     net.load_state_dict(state["ema"]["model"])
     if recipe.model.arch == "unet2d":  # a log-mel image model: a MelGenerator, not a Vocoder
-        from audiodiff.melgen import MelGenerator
+        from audiodiff.melgen import PAIRED_VOCODER, MelGenerator
 
         names = run_dir / "classes.txt"
-        classes = names.read_text().split() if names.is_file() else None
+        classes = names.read_text().splitlines() if names.is_file() else None
         gen = MelGenerator(net, recipe.mel, recipe.model, recipe.diffusion, classes)
-        if vocoder is not None:  # check before writing anything
-            voc = Vocoder.from_pretrained(vocoder, device="cpu")
-            if voc.mel_config != recipe.mel:
-                raise AudiodiffError(f"vocoder {vocoder} uses other mel settings than {run_dir}; train the vocoder "
-                                     f"with the generator's mel section (recipes/*-vocoder.yaml)")
+        voc = Vocoder.from_pretrained(vocoder, device="cpu") if vocoder is not None else None
+        if voc is not None:
+            gen.check_vocoder(voc, vocoder)  # before anything is written
         gen.save_pretrained(out_dir, fp16=fp16)
-        if vocoder is not None:
-            voc.save_pretrained(out_dir / "vocoder", fp16=fp16)
+        if voc is not None:
+            voc.save_pretrained(out_dir / PAIRED_VOCODER, fp16=fp16)
         return out_dir
     voc = Vocoder(net, recipe.mel, recipe.model, recipe.diffusion)
     voc.save_pretrained(out_dir, fp16=fp16)
