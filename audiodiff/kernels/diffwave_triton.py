@@ -14,7 +14,8 @@ sum, and keeps everything in between in registers:
 ``s [B, C]`` is the layer's projection of the step embedding (tiny, so computed in torch), and x is zero outside
 ``[0, T)``: the convolution's zero padding, applied after the step is added, so the padded taps are 0, not s.
 
-Layout: activations channels-last, x ``[B, T, C]`` in ``dtype`` (bf16), the skip sum ``[B, T, C]`` in float32, the
+Layout: activations channels-last, x ``[B, T, C]`` in ``dtype`` (bf16), the skip sum ``[B, T, C]`` in float16 (float32
+when ``dtype`` is float32; each layer adds to it in float32 registers, and float16 keeps 3 more bits than bf16), the
 mel ``[B, T, n_mels]`` in ``dtype``. Weights are transposed to ``[in, out]`` and split into the gate and filter (or
 residual and skip) halves, so every product is one ``tl.dot`` of ``[BLOCK_T, in]`` by ``[in, C]`` accumulated in
 float32; the mel's ``in`` is padded to a power of two with zero rows. Two x buffers are ping-ponged, because a tile
@@ -57,7 +58,7 @@ if triton is not None:
     def _layer_kernel(x_in, x_out, skip, cond, step, w_tap, w_mel, b_in, w_out, b_out, T, dilation, n_mels,
                       C: tl.constexpr, M_PAD: tl.constexpr, BLOCK_T: tl.constexpr, HAS_COND: tl.constexpr,
                       FIRST: tl.constexpr, LAST: tl.constexpr, PRECISION: tl.constexpr):
-        # x_in, x_out [B, T, C]; skip [B, T, C] f32; cond [B, T, n_mels]; step [B, C] f32;
+        # x_in, x_out [B, T, C]; skip [B, T, C] f16 or f32; cond [B, T, n_mels]; step [B, C] f32;
         # w_tap [3, 2, C, C]; w_mel [2, M_PAD, C]; b_in [2, C] f32; w_out [2, C, C]; b_out [2, C] f32
         b = tl.program_id(1).to(tl.int64)
         t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
@@ -89,9 +90,10 @@ if triton is not None:
         q = tl.dot(z, tl.load(w_out + C * C + c[:, None] * C + c[None, :]), input_precision=PRECISION)
         q += tl.load(b_out + C + c)[None, :]
         if FIRST:
-            tl.store(skip + offs, q, mask=inside[:, None])
+            tl.store(skip + offs, q.to(skip.dtype.element_ty), mask=inside[:, None])
         else:
-            tl.store(skip + offs, tl.load(skip + offs, mask=inside[:, None], other=0.0) + q, mask=inside[:, None])
+            old = tl.load(skip + offs, mask=inside[:, None], other=0.0).to(tl.float32)
+            tl.store(skip + offs, (old + q).to(skip.dtype.element_ty), mask=inside[:, None])
         if not LAST:  # the last layer's residual output is never read
             r = tl.dot(z, tl.load(w_out + c[:, None] * C + c[None, :]), input_precision=PRECISION)
             r += tl.load(b_out + c)[None, :]
@@ -116,8 +118,8 @@ class FusedDiffWave(nn.Module):
     """``net(x, t, cond=...)`` of a ``DiffWave`` with each residual layer one Triton kernel (inference only).
 
     The layer weights are packed once, at construction, in ``dtype``; rebuild after changing ``net``'s weights.
-    The embeddings, mel upsampler and input projection run from ``net`` itself; the skip sum and the skip and
-    output projections stay float32 (the output is eps, which a sampler multiplies by a large sigma).
+    The embeddings, mel upsampler and input projection run from ``net`` itself; the skip and output projections
+    run in float32 (the output is eps, which a sampler multiplies by a large sigma).
     Move it with ``.to(device)``; the kernel dtype is the ``dtype`` argument, not ``.to(dtype)``."""
 
     def __init__(self, net: nn.Module, dtype: torch.dtype = torch.bfloat16, block_t: int | None = None,
@@ -132,6 +134,9 @@ class FusedDiffWave(nn.Module):
         if C < 16 or C & (C - 1):
             raise ValueError(f"residual_channels={C}: the kernel needs a power of two >= 16 (tl.dot's minimum)")
         self.net, self.dtype, self.channels = net, dtype, C
+        # The skip sum is the largest stream (read and written by every layer): float16 halves it (about a quarter
+        # of the kernel's traffic); a float32 kernel keeps it float32, as the exact reference for the tests.
+        self.skip_dtype = torch.float32 if dtype == torch.float32 else torch.float16
         self.n_mels = net.n_mels if layers[0].cond_proj is not None else 0
         self.m_pad = max(16, _pow2(self.n_mels))
         self.dilations = [layer.dilation for layer in layers]
@@ -202,7 +207,7 @@ class FusedDiffWave(nn.Module):
         steps = F.linear(emb.float(), self.step_w, self.step_b).view(B, L, C).transpose(0, 1).contiguous()  # [L,B,C]
         h = F.relu(x.float().transpose(1, 2) * self.in_w + self.in_b).to(self.dtype).contiguous()  # [B, T, C]
         h_next = torch.empty_like(h)
-        skip = torch.empty(B, T, C, device=x.device, dtype=torch.float32)
+        skip = torch.empty(B, T, C, device=x.device, dtype=self.skip_dtype)
         cond_cl = self._channels_last(cond) if self.n_mels else h  # any pointer will do when HAS_COND is off
         grid = (triton.cdiv(T, self.block_t), B)
         precision = "ieee" if self.dtype == torch.float32 else "tf32"  # tf32 applies to fp32 inputs only
@@ -213,5 +218,5 @@ class FusedDiffWave(nn.Module):
                 HAS_COND=bool(self.n_mels), FIRST=i == 0, LAST=i == L - 1, PRECISION=precision,
                 num_warps=self.num_warps)
             h, h_next = h_next, h
-        out = F.relu(F.linear(skip * (1 / math.sqrt(L)), self.skip_w, self.skip_b))
+        out = F.relu(F.linear(skip.float() * (1 / math.sqrt(L)), self.skip_w, self.skip_b))
         return F.linear(out, self.out_w, self.out_b).transpose(1, 2)  # [B, 1, T] float32
