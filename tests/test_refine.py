@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from audiodiff.audio.mel import MelConfig, MelSpectrogram, decompress
-from audiodiff.audio.refine import _istft, refine
+from torch.nn import functional as F
+
+from audiodiff.audio.refine import _istft, _overlap_add, _window_norm, refine
 
 SR = 22050
 
@@ -26,13 +28,22 @@ def _speechlike(seconds=0.5):
 def test_stft_round_trip_and_log_inverse(preset):
     fn = MelSpectrogram.from_preset(preset)
     x = _speechlike()
-    torch.testing.assert_close(_istft(fn.stft(x), fn, x.shape[-1]), x, atol=1e-5, rtol=0)
+    spec = fn.stft(x)
+    torch.testing.assert_close(_istft(spec, fn, *_window_norm(fn, spec.shape[-1]), x.shape[-1]), x, atol=1e-5, rtol=0)
     mel = fn(x)
     amp = decompress(mel, fn.config.log)
     floor = 1e-5 if fn.config.log == "ln" else 10 ** (-80 / 20)
     assert torch.all(amp >= floor * 0.999)
     direct = (fn.fbank @ fn.magnitude(fn.stft(x))).clamp(min=floor)  # what the log compressed
     torch.testing.assert_close(amp, direct, rtol=1e-4, atol=0)
+
+
+@pytest.mark.parametrize("n_fft, hop", [(16, 4), (16, 16), (12, 5)])  # shifted adds, no overlap, F.fold fallback
+def test_overlap_add_matches_fold(n_fft, hop):
+    frames = torch.randn(2, n_fft, 7)
+    total = 6 * hop + n_fft
+    fold = F.fold(frames, output_size=(1, total), kernel_size=(1, n_fft), stride=(1, hop))[:, 0, 0]
+    torch.testing.assert_close(_overlap_add(frames, hop), fold)
 
 
 def test_refine_restores_a_wrong_envelope():

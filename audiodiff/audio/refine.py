@@ -22,22 +22,44 @@ from torch.nn import functional as F
 
 from audiodiff.audio.mel import MelSpectrogram, decompress
 
+ITERATIONS = 32  # the default: on both speech test splits 32 beat 8 on every metric (docs/quality.md)
 
-def _istft(spec: torch.Tensor, fn: MelSpectrogram, length: int) -> torch.Tensor:
+
+def _overlap_add(frames: torch.Tensor, hop: int) -> torch.Tensor:
+    """``frames [B, n_fft, n]`` placed ``hop`` apart and summed: ``[B, (n - 1) * hop + n_fft]``. When ``hop``
+    divides ``n_fft`` (every preset), frame ``i``'s ``j``-th hop-long segment lands on output block ``i + j``, so
+    the sum is ``n_fft / hop`` shifted additions, far cheaper than ``F.fold`` on a GPU."""
+    B, n_fft, n = frames.shape
+    if n_fft % hop:
+        total = (n - 1) * hop + n_fft
+        return F.fold(frames, output_size=(1, total), kernel_size=(1, n_fft), stride=(1, hop))[:, 0, 0]
+    k = n_fft // hop
+    seg = frames.reshape(B, k, hop, n)
+    out = frames.new_zeros(B, hop, n + k - 1)
+    for j in range(k):
+        out[..., j:j + n] += seg[:, j]
+    return out.transpose(1, 2).reshape(B, (n + k - 1) * hop)
+
+
+def _istft(spec: torch.Tensor, fn: MelSpectrogram, window: torch.Tensor, norm: torch.Tensor,
+           length: int) -> torch.Tensor:
+    """Weighted overlap-add inverse of ``fn.stft``; ``window`` is the analysis window padded to ``n_fft`` and
+    ``norm`` the overlap-added squared window (``_window_norm``), both fixed for a refinement call."""
+    c = fn.config
+    out = _overlap_add(torch.fft.irfft(spec, n=c.n_fft, dim=1) * window[:, None], c.hop_length)
+    left = c.pad[0]
+    return (out / norm)[:, left:left + length]
+
+
+def _window_norm(fn: MelSpectrogram, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
     c = fn.config
     window = F.pad(fn.window, ((c.n_fft - c.win_length) // 2, (c.n_fft - c.win_length + 1) // 2))
-    frames = torch.fft.irfft(spec, n=c.n_fft, dim=1) * window[:, None]  # [B, n_fft, frames]
-    n = frames.shape[-1]
-    total = (n - 1) * c.hop_length + c.n_fft
-    fold = dict(output_size=(1, total), kernel_size=(1, c.n_fft), stride=(1, c.hop_length))
-    out = F.fold(frames, **fold)[:, 0, 0]  # overlap-add
-    norm = F.fold(window.square()[None, :, None].expand(1, -1, n), **fold)[0, 0, 0]
-    left = c.pad[0]
-    return (out / norm.clamp(min=1e-8))[:, left:left + length]
+    norm = _overlap_add(window.square()[None, :, None].expand(1, -1, frames).contiguous(), c.hop_length)[0]
+    return window, norm.clamp(min=1e-8)
 
 
 @torch.no_grad()
-def refine(audio: torch.Tensor, log_mel: torch.Tensor, fn: MelSpectrogram, iters: int = 8,
+def refine(audio: torch.Tensor, log_mel: torch.Tensor, fn: MelSpectrogram, iters: int = ITERATIONS,
            max_gain: float = 4.0, block_frames: int = 1024) -> torch.Tensor:
     """``audio [B, T]`` whose mel (front end ``fn``) moves towards ``log_mel [B, n_mels, T / hop]``.
 
@@ -70,6 +92,7 @@ def _refine(audio: torch.Tensor, log_mel: torch.Tensor, fn: MelSpectrogram, iter
     cover = fbank.sum(0)  # [bins]
     spread = fbank / cover.clamp(min=1e-8)  # band gain -> bin gain: a weighted mean of the bands over each bin
     x = audio.float()
+    window = norm = None
     for _ in range(iters):
         spec = fn.stft(x)  # [B, bins, frames]
         mel = fbank @ fn.magnitude(spec)  # [B, n_mels, frames]
@@ -78,7 +101,9 @@ def _refine(audio: torch.Tensor, log_mel: torch.Tensor, fn: MelSpectrogram, iter
         bins = spread.T @ gain  # [B, bins, frames]
         bins = torch.where(cover[:, None] > 1e-8, bins, torch.ones_like(bins))
         spec = spec[..., :frames] * bins
-        x = _istft(spec, fn, x.shape[-1])
+        if norm is None:  # the frame count is the same at every iteration
+            window, norm = _window_norm(fn, frames)
+        x = _istft(spec, fn, window, norm, x.shape[-1])
         if x.shape[-1] < audio.shape[-1]:
             x = F.pad(x, (0, audio.shape[-1] - x.shape[-1]))
     return x
