@@ -136,14 +136,14 @@ def mel(audio_in, mel_out, preset, model):
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="auto: bf16 on a GPU, fp32 on the CPU. fp32 on a GPU is the slow reference path.")
 @click.option("--no-graphs", is_flag=True, help="Do not replay CUDA graphs on a GPU (debugging).")
-@click.option("--refine", type=click.IntRange(min=0), default=8, show_default=True,
-              help="Mel-consistency iterations after sampling (0: the raw diffusion output).")
+@click.option("--refine", type=click.IntRange(min=0),
+              help="Mel-consistency iterations after sampling (0: the raw diffusion output) [default: 32].")
 @click.option("--device", help="cpu, cuda or cuda:N [default: cuda if available].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Noise seed (same seed, same output).")
 def synth(mel_in, wav_out, model, steps, sampler, precision, no_graphs, refine, device, seed):
     """Vocode a mel-spectrogram [n_mels, frames] saved as .npy into a 16-bit wav file."""
     from audiodiff.audio.io import save_audio
-    from audiodiff.vocoder import Vocoder
+    from audiodiff.vocoder import REFINE_ITERATIONS, Vocoder
 
     if _same_file(mel_in, wav_out):
         raise AudiodiffError(f"output {wav_out} would overwrite the input; give a .wav path")
@@ -151,7 +151,7 @@ def synth(mel_in, wav_out, model, steps, sampler, precision, no_graphs, refine, 
         raise AudiodiffError(f"output {wav_out}: synth writes audio; give a path ending in .wav or .flac")
     mel_arr = _load_mel(mel_in)
     voc = Vocoder.from_pretrained(model, device=device, sampler=sampler, steps=steps, precision=precision,
-                                  graphs=not no_graphs, refine=refine)
+                                  graphs=not no_graphs, refine=REFINE_ITERATIONS if refine is None else refine)
     wav = voc(mel_arr, seed=seed)
     if wav.ndim != 1:
         raise AudiodiffError("synth writes one file: give a single mel [n_mels, frames], not a batch")
@@ -169,8 +169,8 @@ def synth(mel_in, wav_out, model, steps, sampler, precision, no_graphs, refine, 
 @click.option("--fast", is_flag=True, help="Spectral distances only (skip MCD, F0, PESQ, STOI).")
 @click.option("--full-band", is_flag=True, help="Score the whole band even for recordings made at a lower rate "
               "than the model's [default: limit outputs to the recording's band].")
-@click.option("--refine", type=click.IntRange(min=0), default=8, show_default=True,
-              help="Mel-consistency iterations after sampling (0: the raw diffusion output).")
+@click.option("--refine", type=click.IntRange(min=0),
+              help="Mel-consistency iterations after sampling (0: the raw diffusion output) [default: 32].")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), help="Write the JSON report here (and a .csv beside it).")
 @click.option("--device", help="cpu, cuda or cuda:N.")
@@ -184,10 +184,10 @@ def eval_cmd(model, data_dir, steps, sampler, limit, baseline, fast, full_band, 
     when installed (pip install audiodiff[metrics]). Means with 95% confidence intervals.
     """
     from audiodiff.eval.copysynth import evaluate, format_summary, write_report
-    from audiodiff.vocoder import Vocoder
+    from audiodiff.vocoder import REFINE_ITERATIONS, Vocoder
 
-    voc = Vocoder.from_pretrained(None if str(model) == "default" else model, device=device, refine=refine,
-                                  precision=precision)
+    voc = Vocoder.from_pretrained(None if str(model) == "default" else model, device=device,
+                                  refine=REFINE_ITERATIONS if refine is None else refine, precision=precision)
     report = evaluate(voc, data_dir, steps=steps, sampler=sampler, limit=limit or None, baseline=baseline,
                       full=not fast, seed=seed, match_bandwidth=not full_band)
     click.echo(format_summary(report))

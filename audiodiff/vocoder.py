@@ -19,6 +19,7 @@ import torch
 
 from audiodiff import artifacts
 from audiodiff.audio.mel import MelConfig, MelSpectrogram
+from audiodiff.audio.refine import ITERATIONS as REFINE_ITERATIONS
 from audiodiff.audio.refine import refine as refine_to_mel
 from audiodiff.config import DiffusionConfig, ModelConfig
 from audiodiff.diffusion import SAMPLERS, prior, sigmas_for
@@ -77,7 +78,8 @@ class Vocoder:
     def __init__(self, net: torch.nn.Module, mel: MelConfig, model: ModelConfig, diffusion: DiffusionConfig,
                  tuned_schedules: dict | None = None, sampler: str | None = None, steps: int | None = None,
                  chunk_frames: int = 1024, overlap_frames: int = 32, max_batch: int = 16,
-                 precision: str = "auto", graphs: bool = True, refine: int = 8, kernel: bool = True):
+                 precision: str = "auto", graphs: bool = True, refine: int = REFINE_ITERATIONS,
+                 kernel: bool = True):
         self.net = net.eval().requires_grad_(False)
         self.mel_config, self.model_config, self.diffusion_config = mel, model, diffusion
         self.tuned_schedules = dict(tuned_schedules or {})
@@ -94,6 +96,7 @@ class Vocoder:
             raise AudiodiffError("need 0 <= 2 * overlap_frames < chunk_frames")
         self.denoiser = build_denoiser(self.net, diffusion)  # fp32 eager: the reference path
         self._fast = None  # (key, denoiser, SamplingGraphs or None) of the fast path, built on first use
+        self._refine_graphs = True  # whether the refinement is replayed from the fast path's graphs
         self._mel_fn = MelSpectrogram(mel).to(self.device)
 
     # --- properties -------------------------------------------------------------------------------------------
@@ -186,9 +189,26 @@ class Vocoder:
         mel_t = mel_t.to(self.device)
         wav = self._synthesize(mel_t, sampler, sigmas, seed)
         if self.refine:
-            wav = refine_to_mel(wav, mel_t, self._mel_fn, self.refine).clamp(-1, 1)
+            wav = self._refine(wav, mel_t)
         wav = wav if batched else wav[0]
         return wav.cpu().numpy() if was_numpy else wav
+
+    def _refine(self, wav: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+        """Mel-consistency refinement (``audio/refine.py``), replayed from a CUDA graph where sampling is: its
+        iterations are many small FFT and elementwise kernels, so launching them one by one costs more than
+        running them."""
+        def run(wav, mel):
+            return refine_to_mel(wav, mel, self._mel_fn, self.refine).clamp(-1, 1)
+
+        _, graphs = self._runner()
+        if graphs is not None and self._refine_graphs:
+            try:
+                return graphs(("refine", self.refine), run, wav, mel)
+            except RuntimeError as err:  # refine uncaptured from now on, as sampling does
+                log.warning("CUDA graph capture of the refinement failed (%s); refining without graphs",
+                            str(err)[:200])
+                self._refine_graphs = False
+        return run(wav, mel)
 
     def _chunks(self, frames: int) -> list[tuple[int, int]]:
         """Frame ranges of equal length ``chunk_frames`` overlapping by at least ``overlap_frames``; the last

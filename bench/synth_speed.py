@@ -27,7 +27,7 @@ from common import append_markdown, describe, timed, write_json  # noqa: E402
 from audiodiff.config import load_recipe  # noqa: E402
 from audiodiff.errors import AudiodiffError  # noqa: E402
 from audiodiff.factory import build_backbone  # noqa: E402
-from audiodiff.vocoder import Vocoder  # noqa: E402
+from audiodiff.vocoder import REFINE_ITERATIONS, Vocoder  # noqa: E402
 
 
 def load(model, device):
@@ -59,7 +59,8 @@ def main() -> None:
     ap.add_argument("--modes", nargs="+", default=["eager-fp32", "eager-bf16", "graph-bf16", "fused-bf16"])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--refine", type=int, default=8, help="mel-consistency iterations (the Vocoder's default: 8)")
+    ap.add_argument("--refine", type=int, default=REFINE_ITERATIONS,
+                    help=f"mel-consistency iterations (the Vocoder's default: {REFINE_ITERATIONS})")
     ap.add_argument("--audio", help="take the mel from this recording (repeated to --seconds) instead of random "
                     "values: rel_l2 then measures the fast path on real speech")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

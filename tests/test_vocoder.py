@@ -223,7 +223,8 @@ def test_batched_mel_gives_batched_waveforms(voc, mel):
     batch = np.stack([mel, mel[::-1].copy(), mel * 0.5])
     out = voc(batch, seed=0)
     assert isinstance(out, np.ndarray) and out.shape == (3, 40 * HOP)
-    np.testing.assert_allclose(out[0], voc(mel, seed=0), atol=1e-6)
+    # Same noise, same mel: equal up to float32 rounding, which 32 refinement iterations grow to about 2e-6.
+    np.testing.assert_allclose(out[0], voc(mel, seed=0), atol=1e-5)
     assert not np.allclose(out[0], out[1])
 
 
