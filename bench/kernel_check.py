@@ -6,7 +6,7 @@ For a 10 s clip at 22.05 kHz (861 frames x hop 256) it prints (1) the relative L
 forward against the float32 eager backbone at t = 1, 10, 40, next to the error of the eager bf16 backbone for
 scale, and (2) the time of one forward (CUDA events after warm-up, median of ``--repeats``) for eager fp32, eager
 bf16 and fused bf16, each also replayed from a CUDA graph, with the implied x real time for 6 sampling steps.
-``--sweep`` also times the fused kernel for each BLOCK_T / num_warps pair, to choose ``launch_config``.
+``--sweep`` also times the fused kernel for each BLOCK_T / num_warps / pipeline stages, to choose ``launch_config``.
 Without --model it builds the speech recipe's BASE DiffWave with random weights (speed does not depend on them;
 the zero-initialised output layer is randomised so that the error check compares non-zero outputs).
 """
@@ -86,7 +86,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--steps", type=int, default=6, help="sampling steps for the x real time figure")
-    ap.add_argument("--sweep", action="store_true", help="also time every BLOCK_T / num_warps pair")
+    ap.add_argument("--sweep", action="store_true", help="also time every BLOCK_T / num_warps / stages choice")
     ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args()
     if not torch.cuda.is_available():
@@ -112,11 +112,11 @@ def main() -> None:
     C = fused.channels
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}; DiffWave {len(net.layers)} layers, C={C}, "
           f"n_mels={net.n_mels}; batch {args.batch}, T={T} ({audio_s:.2f} s); "
-          f"BLOCK_T={fused.block_t}, num_warps={fused.num_warps}")
+          f"BLOCK_T={fused.block_t}, num_warps={fused.num_warps}, stages={fused.stages}")
 
     result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "layers": len(net.layers),
               "channels": C, "batch": args.batch, "T": T, "audio_s": audio_s, "block_t": fused.block_t,
-              "num_warps": fused.num_warps, "accuracy": [], "timing": [], "sweep": []}
+              "num_warps": fused.num_warps, "stages": fused.stages, "accuracy": [], "timing": [], "sweep": []}
     print("\nrelative L2 error vs eager fp32")
     print(f"{'t':>5} {'fused bf16':>12} {'eager bf16':>12}")
     with torch.no_grad():
@@ -145,20 +145,20 @@ def main() -> None:
                 torch.cuda.empty_cache()
         if args.sweep:
             print("\nfused bf16 graph, by launch configuration")
-            print(f"{'BLOCK_T':>7} {'warps':>5} {'ms':>9}")
-            for block_t in (32, 64, 128):  # 256 spills registers badly (minutes to compile and run)
-                for warps in (2, 4, 8):
-                    if 2 * block_t * C > 32 * warps * 128:  # > 128 accumulator registers a thread: spills
-                        print(f"{block_t:7d} {warps:5d}   skipped: the accumulators would spill")
-                        continue
-                    try:
-                        variant = diffwave_triton.FusedDiffWave(net, torch.bfloat16, block_t=block_t, num_warps=warps)
-                        ms = time_ms(graphed(lambda: variant(x, t, cond=cond)), args.repeats)
-                    except Exception as err:  # e.g. out of shared memory or registers for this tile
-                        print(f"{block_t:7d} {warps:5d}   failed: {type(err).__name__}: {str(err)[:80]}")
-                        continue
-                    print(f"{block_t:7d} {warps:5d} {ms:9.3f}")
-                    result["sweep"].append({"block_t": block_t, "num_warps": warps, "ms": ms})
+            print(f"{'BLOCK_T':>7} {'warps':>5} {'stages':>6} {'ms':>9}")
+            for block_t in (32, 64, 128):
+                for warps in (4, 8):
+                    for stages in (2, 3, 4):
+                        try:
+                            variant = diffwave_triton.FusedDiffWave(net, torch.bfloat16, block_t=block_t,
+                                                                    num_warps=warps, stages=stages)
+                            ms = time_ms(graphed(lambda: variant(x, t, cond=cond)), args.repeats)
+                        except Exception as err:  # e.g. out of shared memory or registers for this tile
+                            print(f"{block_t:7d} {warps:5d} {stages:6d}   failed: {type(err).__name__}: "
+                                  f"{str(err)[:80]}")
+                            continue
+                        print(f"{block_t:7d} {warps:5d} {stages:6d} {ms:9.3f}")
+                        result["sweep"].append({"block_t": block_t, "num_warps": warps, "stages": stages, "ms": ms})
     if args.out:
         import json
 
