@@ -32,8 +32,9 @@ def fused_kernel_fits(net: nn.Module) -> bool:
 
 class SamplingGraphs:
     """CUDA graphs of a whole sampling call, one per input shape and noise-level plan, and of the refinement that
-    follows it, one per shape (least recently used goes first beyond ``max_graphs``). ``fn(*tensors) -> tensor`` must take and return device tensors only and launch
-    no host-to-device copy; the graph's inputs are static copies refreshed before each replay."""
+    follows it, one per shape (least recently used goes first beyond ``max_graphs``). ``fn(*tensors) -> tensor``
+    must take and return device tensors only and launch no host-to-device copy; the graph's inputs are static
+    copies refreshed before each replay."""
 
     def __init__(self, max_graphs: int = 8):
         self.max_graphs = max_graphs

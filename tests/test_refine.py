@@ -7,10 +7,9 @@ import math
 
 import pytest
 import torch
-
-from audiodiff.audio.mel import MelConfig, MelSpectrogram, decompress
 from torch.nn import functional as F
 
+from audiodiff.audio.mel import MelConfig, MelSpectrogram, decompress
 from audiodiff.audio.refine import _istft, _overlap_add, _window_norm, refine
 
 SR = 22050
