@@ -143,7 +143,7 @@ def mel(audio_in, mel_out, preset, model):
 def synth(mel_in, wav_out, model, steps, sampler, precision, no_graphs, refine, device, seed):
     """Vocode a mel-spectrogram [n_mels, frames] saved as .npy into a 16-bit wav file."""
     from audiodiff.audio.io import save_audio
-    from audiodiff.vocoder import REFINE_ITERATIONS, Vocoder
+    from audiodiff.vocoder import Vocoder
 
     if _same_file(mel_in, wav_out):
         raise AudiodiffError(f"output {wav_out} would overwrite the input; give a .wav path")
@@ -151,7 +151,7 @@ def synth(mel_in, wav_out, model, steps, sampler, precision, no_graphs, refine, 
         raise AudiodiffError(f"output {wav_out}: synth writes audio; give a path ending in .wav or .flac")
     mel_arr = _load_mel(mel_in)
     voc = Vocoder.from_pretrained(model, device=device, sampler=sampler, steps=steps, precision=precision,
-                                  graphs=not no_graphs, refine=REFINE_ITERATIONS if refine is None else refine)
+                                  graphs=not no_graphs, refine=refine)
     wav = voc(mel_arr, seed=seed)
     if wav.ndim != 1:
         raise AudiodiffError("synth writes one file: give a single mel [n_mels, frames], not a batch")
@@ -184,10 +184,10 @@ def eval_cmd(model, data_dir, steps, sampler, limit, baseline, fast, full_band, 
     when installed (pip install audiodiff[metrics]). Means with 95% confidence intervals.
     """
     from audiodiff.eval.copysynth import evaluate, format_summary, write_report
-    from audiodiff.vocoder import REFINE_ITERATIONS, Vocoder
+    from audiodiff.vocoder import Vocoder
 
     voc = Vocoder.from_pretrained(None if str(model) == "default" else model, device=device,
-                                  refine=REFINE_ITERATIONS if refine is None else refine, precision=precision)
+                                  refine=refine, precision=precision)
     report = evaluate(voc, data_dir, steps=steps, sampler=sampler, limit=limit or None, baseline=baseline,
                       full=not fast, seed=seed, match_bandwidth=not full_band)
     click.echo(format_summary(report))
@@ -242,13 +242,12 @@ def generate(model, out_dir, count, label, guidance, sampler, steps, frames, voc
     from audiodiff.audio.io import save_audio
     from audiodiff.audio.plot import mel_png
     from audiodiff.eval.copysynth import griffin_lim
-    from audiodiff.melgen import PAIRED_VOCODER, MelGenerator
+    from audiodiff.melgen import MelGenerator, paired_vocoder
     from audiodiff.vocoder import Vocoder
 
     gen = MelGenerator.from_pretrained(model, device=device)
     if vocoder_path is None:
-        paired = model / PAIRED_VOCODER
-        vocoder_path = paired if (paired / "config.json").is_file() else "griffinlim"
+        vocoder_path = paired_vocoder(model) or "griffinlim"
         if vocoder_path == "griffinlim":
             click.echo(f"{model} has no paired vocoder: using Griffin-Lim (pair one with "
                        f"`audiodiff export RUN OUT --vocoder VOCODER`, or pass --vocoder)")

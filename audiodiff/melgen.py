@@ -29,6 +29,12 @@ FORMAT = "audiodiff-melgen"
 PAIRED_VOCODER = "vocoder"  # the subdirectory of an exported generator that holds its paired vocoder
 
 
+def paired_vocoder(path: str | Path) -> Path | None:
+    """The paired vocoder directory of the exported generator at ``path``, or None if it has none."""
+    paired = Path(path) / PAIRED_VOCODER
+    return paired if (paired / "config.json").is_file() else None
+
+
 class MelGenerator:
     """A class-conditional (or unconditional) log-mel generator around a ``UNet2D``."""
 

@@ -78,8 +78,7 @@ class Vocoder:
     def __init__(self, net: torch.nn.Module, mel: MelConfig, model: ModelConfig, diffusion: DiffusionConfig,
                  tuned_schedules: dict | None = None, sampler: str | None = None, steps: int | None = None,
                  chunk_frames: int = 1024, overlap_frames: int = 32, max_batch: int = 16,
-                 precision: str = "auto", graphs: bool = True, refine: int = REFINE_ITERATIONS,
-                 kernel: bool = True):
+                 precision: str = "auto", graphs: bool = True, refine: int | None = None, kernel: bool = True):
         self.net = net.eval().requires_grad_(False)
         self.mel_config, self.model_config, self.diffusion_config = mel, model, diffusion
         self.tuned_schedules = dict(tuned_schedules or {})
@@ -89,6 +88,7 @@ class Vocoder:
             raise AudiodiffError(f"unknown sampler {self.sampler!r}; choose one of {sorted(SAMPLERS)}")
         self.chunk_frames, self.overlap_frames, self.max_batch = chunk_frames, overlap_frames, max_batch
         self.precision, self.graphs, self.kernel = precision, graphs, kernel
+        refine = REFINE_ITERATIONS if refine is None else refine  # None: the default, like sampler and steps
         if not isinstance(refine, int) or refine < 0:
             raise AudiodiffError(f"refine must be a whole number of iterations >= 0 (0: off), got {refine!r}")
         self.refine = refine  # mel-consistency iterations after sampling (audio/refine.py)
