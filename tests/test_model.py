@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from audiodiff.models.diffwave import split_hop
+from audiodiff.models.diffwave import MelUpsampler, split_hop
 
 from conftest import tiny_net
 
@@ -140,3 +140,19 @@ def test_gemm_and_conv_forms_equal_the_paper_convolutions(hop):
     assert ref.abs().mean() > 1e-3 and conv.requires_grad and not gemm.requires_grad
     torch.testing.assert_close(gemm, ref.detach(), rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(conv, ref, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("hop", [256, 300, 275, 16])
+def test_upsampler_equals_transposed_convolutions(hop):
+    # The upsampler computes its ConvTranspose2d stages as products and shifted sums; the modules themselves
+    # must give the same result, for even and odd factors (275 = 11 x 25) and a single stage (16 = 1 x 16).
+    torch.manual_seed(0)
+    up = MelUpsampler(hop).double()
+    for conv in up.stages:
+        torch.nn.init.normal_(conv.weight)
+        torch.nn.init.normal_(conv.bias)
+    mel = torch.randn(2, 5, 7, dtype=torch.float64)
+    x = mel.unsqueeze(1)
+    for conv in up.stages:
+        x = torch.nn.functional.leaky_relu(conv(x), 0.4)
+    torch.testing.assert_close(up(mel), x.squeeze(1), rtol=1e-12, atol=1e-12)

@@ -31,7 +31,12 @@ def split_hop(hop: int) -> tuple[int, int]:
 
 
 class MelUpsampler(nn.Module):
-    """``[B, n_mels, F] -> [B, n_mels, F * hop]`` with two transposed 2-D convolutions (stride f1, then f2)."""
+    """``[B, n_mels, F] -> [B, n_mels, F * hop]`` with two transposed 2-D convolutions (stride f1, then f2).
+
+    The parameters are ``nn.ConvTranspose2d``'s (so checkpoints keep their layout), but a stage is computed as
+    what it is: each output sample is the sum of two kernel columns times two neighbouring input frames, over
+    three mel bands. cuDNN's one-channel transposed convolution took 15% of a training step on an H100
+    (``docs/performance.md``); these products and shifted additions take a fraction of that."""
 
     def __init__(self, hop_length: int):
         super().__init__()
@@ -43,12 +48,27 @@ class MelUpsampler(nn.Module):
             # Output length (F - 1) * f - 2 * (f // 2) + k = F * f  with  k = f + 2 * (f // 2).
             self.stages.append(nn.ConvTranspose2d(1, 1, (3, f + 2 * (f // 2)), stride=(1, f), padding=(1, f // 2)))
 
+    @staticmethod
+    def _stage(x: torch.Tensor, conv: nn.ConvTranspose2d) -> torch.Tensor:
+        """``conv(x[:, None])[:, 0]`` for ``x [B, M, F]``: ``[B, M, F * f]``."""
+        f, pad = conv.stride[1], conv.padding[1]
+        w = conv.weight[0, 0]  # [3, k], k = 2f (even f) or 2f - 1 (odd f)
+        w = F.pad(w, (0, 2 * f - w.shape[1]))  # [3, 2f]
+        M = x.shape[1]
+        rows = F.pad(x, (0, 0, 1, 1))  # band y takes rows y + 1, y, y - 1 with kernel rows 0, 1, 2
+        z = torch.stack([rows[:, 2 - i:2 - i + M] for i in range(3)], -1) @ w  # [B, M, F, 2f]
+        # Input frame j adds z[j, :f] at samples j*f - pad + [0, f) and z[j, f:] one frame later.
+        out = F.pad(z[..., :f], (0, 0, 0, 1))  # [B, M, F + 1, f]
+        out[..., 1:, :] += z[..., f:]
+        out = out.flatten(2)[..., pad:pad + x.shape[-1] * f]
+        return out + conv.bias
+
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        x = mel.unsqueeze(1)  # [B, 1, n_mels, F]
+        x = mel
         for conv in self.stages:
-            x = F.leaky_relu(conv(x), 0.4)
+            x = F.leaky_relu(self._stage(x, conv), 0.4)
         # Stored channels-last (the residual layers read [B, T, n_mels]); the shape stays [B, n_mels, T].
-        return x.squeeze(1).transpose(1, 2).contiguous().transpose(1, 2)
+        return x.transpose(1, 2).contiguous().transpose(1, 2)
 
 
 class ResidualLayer(nn.Module):
