@@ -58,6 +58,7 @@ class DataConfig:
     preload: bool = True  # decode all audio into memory once
     labels: str | None = None  # "prefix": class = file-name part before the first "_" (e.g. 7_george_3.wav -> 7)
     pad_short: bool = False  # pad files shorter than a crop with trailing silence instead of skipping them
+    speed_perturb: float = 0.0  # > 0: resample each crop by a random factor in [1 - p, 1 + p] (new voices)
 
 
 @dataclass(frozen=True)

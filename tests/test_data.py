@@ -67,6 +67,31 @@ def test_items_are_a_pure_function_of_seed_and_index(demo_files):
     assert int(AudioCrops(demo_files[:1], cfg, N)[0]["label"]) == -1  # no labels: the null class
 
 
+def test_speed_perturbation_moves_pitch_within_its_range_and_keeps_alignment(tmp_path):
+    cfg = mel_config("hifigan")
+    path = write_wav(tmp_path / "tone.wav", np.sin(2 * np.pi * 500.0 * np.arange(SR * 2) / SR).astype(np.float32) * 0.5)
+    ds = AudioCrops([str(path)], cfg, N, seed=1, speed_perturb=0.2)  # str paths work too
+    plain = AudioCrops([path], cfg, N, seed=1)
+    left = cfg.pad[0]
+    peaks = []
+    for index in range(16):
+        item = ds[index]
+        segment = item["segment"].numpy()
+        assert segment.shape == (cfg.segment_length(N),) and item["audio"].shape == (N * cfg.hop_length,)
+        np.testing.assert_array_equal(item["audio"].numpy(), segment[left: left + N * cfg.hop_length])
+        spectrum = np.abs(np.fft.rfft(segment * np.hanning(len(segment))))
+        peaks.append(np.argmax(spectrum) * SR / len(segment))
+        assert all(torch.equal(item[k], ds[index][k]) for k in ("audio", "segment"))  # still deterministic
+    peaks = np.array(peaks)
+    bin_hz = SR / cfg.segment_length(N)
+    assert peaks.min() >= 500 * 0.8 - bin_hz and peaks.max() <= 500 * 1.2 + bin_hz  # the factor's range
+    assert peaks.max() - peaks.min() > 80  # and the factors differ between crops
+    assert abs(np.abs(ds[0]["audio"].numpy()).max() - 0.5) < 0.02  # resampled without edge transients or loss
+    assert not torch.equal(ds[0]["audio"], plain[0]["audio"])
+    with pytest.raises(AudiodiffError, match="speed_perturb"):
+        AudioCrops([path], cfg, N, speed_perturb=0.7)
+
+
 def test_file_choice_is_weighted_by_usable_length(tmp_path):
     write_wav(tmp_path / "short.wav", harmonic(0.2))  # 17 frames -> 10 start positions with N = 8
     write_wav(tmp_path / "long.wav", harmonic(0.8, seed=1))  # 68 frames -> 61 start positions

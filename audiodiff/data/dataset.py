@@ -12,6 +12,11 @@ Alignment. Each file is reflect-padded once as the mel front end pads it. For a 
 frame ``k`` the item holds ``audio = x[k * hop : (k + N) * hop]`` and ``segment``, the padded samples
 ``[k * hop, k * hop + (N - 1) * hop + n_fft)`` from which ``MelSpectrogram(segment, pad=False)`` computes exactly
 frames ``k .. k + N - 1`` of the whole-file mel (on the GPU, in the training step).
+
+Speed perturbation (``speed_perturb = p > 0``): each crop is resampled from a stretch of the recording
+``r`` times its length, ``r`` uniform in ``[1 - p, 1 + p]``, so pitch and formants move together by ``r`` and the
+mel, computed from the resampled crop, still describes it exactly. It turns one speaker into a range of voices
+(Ko et al. 2015, "Audio augmentation for speech recognition", used 0.9-1.1).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import soxr
 import torch
 from torch.utils.data import Dataset, Sampler
 
@@ -38,8 +44,12 @@ class AudioCrops(Dataset):
     """
 
     def __init__(self, files, mel: MelConfig, crop_frames: int, seed: int = 0, labels=None,
-                 progress: bool = False, pad_short: bool = False):
+                 progress: bool = False, pad_short: bool = False, speed_perturb: float = 0.0):
+        if not 0.0 <= speed_perturb < 0.5:
+            raise AudiodiffError(f"data.speed_perturb must be in [0, 0.5), got {speed_perturb}; 0.1 means speed "
+                                 f"factors 0.9-1.1, 0 turns it off")
         self.mel, self.crop_frames, self.seed = mel, crop_frames, seed
+        self.speed_perturb = speed_perturb
         self.hop = mel.hop_length
         self.skipped: list[tuple[str, str]] = []
         self.clipping: list[str] = []
@@ -106,11 +116,29 @@ class AudioCrops(Dataset):
         x, n, hop = self.audio[f], self.crop_frames, self.hop
         left = self.mel.pad[0]
         start = k * hop
+        length = self.mel.segment_length(n)
+        segment = x[start: start + length]
+        if self.speed_perturb:  # drawn last: without perturbation the stream of crops is unchanged
+            segment = self._perturbed(x, rng, segment)
         return {
-            "audio": torch.from_numpy(x[left + start: left + start + n * hop].copy()),  # [N * hop]
-            "segment": torch.from_numpy(x[start: start + self.mel.segment_length(n)].copy()),
+            "audio": torch.from_numpy(segment[left: left + n * hop].copy()),  # [N * hop]
+            "segment": torch.from_numpy(segment.copy()),
             "label": torch.tensor(self.labels[f]),
         }
+
+    def _perturbed(self, x: np.ndarray, rng: np.random.Generator, plain: np.ndarray, margin: int = 64) -> np.ndarray:
+        """``len(plain)`` samples of ``x`` played ``r`` times faster, from a random stretch of ``r`` times that
+        (plus ``margin`` either side, cut after resampling so no filter edge reaches the crop)."""
+        length = len(plain)
+        r = rng.uniform(1 - self.speed_perturb, 1 + self.speed_perturb)
+        need = int(np.ceil(length * r)) + 2 * margin + 1
+        if need > len(x):  # a file too short for this factor keeps its plain crop
+            return plain
+        a = int(rng.integers(0, len(x) - need + 1))
+        sr = self.mel.sample_rate
+        y = soxr.resample(x[a: a + need], sr * r, sr, quality="HQ")
+        cut = int(round(margin / r))
+        return np.ascontiguousarray(y[cut: cut + length], dtype=np.float32)
 
 
 class StepBatchSampler(Sampler):

@@ -52,10 +52,10 @@ def split_files(path, valid_path=None, valid_files: int = 8) -> tuple[list[Path]
     return [f for f in files if f not in held], [f for f in files if f in held]
 
 
-def probe(path: Path) -> str | None:
+def probe(path: str | Path) -> str | None:
     """Why ``path`` can't be used (a short reason), or None if it looks like audio."""
     try:
-        if path.stat().st_size == 0:
+        if Path(path).stat().st_size == 0:
             return "empty file"
         info = sf.info(str(path))
     except FileNotFoundError:

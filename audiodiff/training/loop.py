@@ -152,7 +152,8 @@ def train(recipe: Recipe, run_dir: str | Path, *, device: str | None = None, pro
     if classes and dist.main:
         (run_dir / "classes.txt").write_text("\n".join(classes) + "\n")
     dataset = AudioCrops(train_files, recipe.mel, recipe.data.crop_frames, seed=tc.seed, labels=train_labels,
-                         progress=progress, pad_short=recipe.data.pad_short)
+                         progress=progress, pad_short=recipe.data.pad_short,
+                         speed_perturb=recipe.data.speed_perturb)
     valid_set = AudioCrops(valid_files, recipe.mel, recipe.data.crop_frames, seed=tc.seed + 1,
                            labels=valid_labels, pad_short=recipe.data.pad_short) \
         if valid_files else None
