@@ -1,7 +1,8 @@
 """Training throughput of the speech recipe's model at batch 16 x 15872 samples, data already on the device
 (as the reference row "training step, random data in GPU memory"): steps/s, audio-seconds/s, peak memory.
 
-    python bench/train_speed.py [--compile] [--precision bf16|fp16|fp32] [--steps 100] [--out results.json]
+    python bench/train_speed.py [--compile [--compile-mode reduce-overhead]] [--precision bf16|fp16|fp32]
+        [--steps 100] [--out results.json]
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def main() -> None:
     ap.add_argument("--recipe", default=str(Path(__file__).resolve().parent.parent / "recipes/speech.yaml"))
     ap.add_argument("--precision", default="bf16")
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--compile-mode", default=None, help="torch.compile mode, e.g. reduce-overhead (CUDA graphs)")
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--out")
@@ -37,7 +39,7 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     recipe = load_recipe(args.recipe)
     net = build_backbone(recipe.model, recipe.mel).to(device)
-    model = torch.compile(net) if args.compile else net
+    model = torch.compile(net, mode=args.compile_mode) if args.compile else net
     denoiser = build_denoiser(model, recipe.diffusion)
     ema = EMA(net)
     opt = torch.optim.AdamW(net.parameters(), lr=2e-4, fused=device.type == "cuda")
@@ -73,7 +75,7 @@ def main() -> None:
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
     sps = args.steps / dt
-    row = {**describe(), "bench": "train_speed", "precision": args.precision, "compile": args.compile,
+    row = {**describe(), "bench": "train_speed", "precision": args.precision, "compile": args.compile, "compile_mode": args.compile_mode,
            "batch": args.batch, "samples": n * hop, "steps_per_s": sps,
            "audio_s_per_s": sps * args.batch * n * hop / recipe.mel.sample_rate,
            "peak_mem_gb": torch.cuda.max_memory_allocated() / 1e9 if device.type == "cuda" else None}

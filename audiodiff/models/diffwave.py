@@ -63,6 +63,9 @@ class MelUpsampler(nn.Module):
         out = out.flatten(2)[..., pad:pad + x.shape[-1] * f]
         return out + conv.bias
 
+    # Not compiled: inside a compiled training step Inductor fused the upsampler into every layer's concatenation and
+    # recomputed it 30 times (docs/performance.md); run on its own it is computed once.
+    @torch.compiler.disable
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         x = mel
         for conv in self.stages:
