@@ -75,7 +75,8 @@ def main() -> None:
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
     sps = args.steps / dt
-    row = {**describe(), "bench": "train_speed", "precision": args.precision, "compile": args.compile, "compile_mode": args.compile_mode,
+    row = {**describe(), "bench": "train_speed", "precision": args.precision, "compile": args.compile,
+           "compile_mode": args.compile_mode,
            "batch": args.batch, "samples": n * hop, "steps_per_s": sps,
            "audio_s_per_s": sps * args.batch * n * hop / recipe.mel.sample_rate,
            "peak_mem_gb": torch.cuda.max_memory_allocated() / 1e9 if device.type == "cuda" else None}
