@@ -56,10 +56,11 @@ class MelUpsampler(nn.Module):
         w = F.pad(w, (0, 2 * f - w.shape[1]))  # [3, 2f]
         M = x.shape[1]
         rows = F.pad(x, (0, 0, 1, 1))  # band y takes rows y + 1, y, y - 1 with kernel rows 0, 1, 2
-        z = torch.stack([rows[:, 2 - i:2 - i + M] for i in range(3)], -1) @ w  # [B, M, F, 2f]
-        # Input frame j adds z[j, :f] at samples j*f - pad + [0, f) and z[j, f:] one frame later.
-        out = F.pad(z[..., :f], (0, 0, 0, 1))  # [B, M, F + 1, f]
-        out[..., 1:, :] += z[..., f:]
+        taps = torch.stack([rows[:, 2 - i:2 - i + M] for i in range(3)], -1)  # [B, M, F, 3]
+        # Input frame j adds (taps @ w[:, :f])[j] at samples j*f - pad + [0, f) and (taps @ w[:, f:])[j] one frame
+        # later; the two halves are made one at a time, so memory peaks at twice the output, not three times.
+        out = F.pad(taps @ w[:, :f], (0, 0, 0, 1))  # [B, M, F + 1, f]
+        out[..., 1:, :] += taps @ w[:, f:]
         out = out.flatten(2)[..., pad:pad + x.shape[-1] * f]
         return out + conv.bias
 
