@@ -40,9 +40,10 @@ def teardown() -> None:
         dist.destroy_process_group()
 
 
-def all_finite(loss: torch.Tensor, world: int) -> bool:
-    """Whether the loss is finite on every process (so all skip a bad step together)."""
-    flag = torch.isfinite(loss).all().float()
+def all_finite(values: torch.Tensor, world: int) -> list[bool]:
+    """Whether each of ``values`` (a scalar or a vector) is finite on every process, so that all skip a bad step
+    together; one host synchronisation."""
+    flags = torch.isfinite(values.reshape(-1)).float()
     if world > 1:
-        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-    return bool(flag.item())
+        dist.all_reduce(flags, op=dist.ReduceOp.MIN)
+    return [bool(f) for f in flags.tolist()]
