@@ -156,3 +156,14 @@ def test_upsampler_equals_transposed_convolutions(hop):
     for conv in up.stages:
         x = torch.nn.functional.leaky_relu(conv(x), 0.4)
     torch.testing.assert_close(up(mel), x.squeeze(1), rtol=1e-12, atol=1e-12)
+
+
+def test_importing_the_model_does_not_import_the_compiler():
+    # torch._dynamo costs 2 s to import and imports triton; the upsampler's exclusion from compiled graphs must not
+    # pull it in for everyone who only runs the model.
+    import subprocess
+    import sys
+    code = "import sys, audiodiff.models.diffwave as d; d.DiffWave(residual_layers=2, residual_channels=4); " \
+           "print('torch._dynamo' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

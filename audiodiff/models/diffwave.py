@@ -64,10 +64,15 @@ class MelUpsampler(nn.Module):
         out = out.flatten(2)[..., pad:pad + x.shape[-1] * f]
         return out + conv.bias
 
-    # Not compiled: inside a compiled training step Inductor fused the upsampler into every layer's concatenation and
-    # recomputed it 30 times (docs/performance.md); run on its own it is computed once.
-    @torch.compiler.disable
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling():
+            # Not compiled: inside a compiled training step Inductor fused the upsampler into every layer's
+            # concatenation and recomputed it 30 times (docs/performance.md); run eagerly it is computed once.
+            # (Disabled here, not by a decorator, which would import torch._dynamo, 2 s, with this module.)
+            return torch.compiler.disable(self._upsample)(mel)
+        return self._upsample(mel)
+
+    def _upsample(self, mel: torch.Tensor) -> torch.Tensor:
         x = mel
         for conv in self.stages:
             x = F.leaky_relu(self._stage(x, conv), 0.4)
