@@ -3,8 +3,9 @@
 On a machine without CUDA the kernel runs in Triton's interpreter. Triton decides that when it is imported (its own
 ``tl`` helpers are decorated then) and consults the variable again at run time, so ``TRITON_INTERPRET=1`` is set
 in ``conftest.py`` (and here, when this module runs alone), before the first import of triton, and left set for the
-session (nothing else in the suite runs triton, and on a CPU-only machine triton cannot compile anyway). The interpreter's bf16 ``tl.dot`` returns garbage, so the CPU
-runs compare float32 (tightly) and float16 (loosely); bf16 is compared on a GPU only.
+session (nothing else in the suite runs triton, and on a CPU-only machine triton cannot compile anyway). The
+interpreter's bf16 ``tl.dot`` returns garbage, so the CPU runs compare float32 (tightly) and float16 (loosely);
+bf16 is compared on a GPU only.
 """
 
 from __future__ import annotations

@@ -91,18 +91,16 @@ def _refine(audio: torch.Tensor, log_mel: torch.Tensor, fn: MelSpectrogram, iter
     fbank = fn.fbank  # [n_mels, bins]
     cover = fbank.sum(0)  # [bins]
     spread = fbank / cover.clamp(min=1e-8)  # band gain -> bin gain: a weighted mean of the bands over each bin
-    x = audio.float()
-    window = norm = None
+    x = audio.float()  # every iteration keeps its length, so the frame count, window and norm are fixed
+    frames = min(c.num_frames(x.shape[-1]), target.shape[-1])
+    window, norm = _window_norm(fn, frames)
     for _ in range(iters):
         spec = fn.stft(x)  # [B, bins, frames]
         mel = fbank @ fn.magnitude(spec)  # [B, n_mels, frames]
-        frames = min(mel.shape[-1], target.shape[-1])
         gain = (target[..., :frames] / mel[..., :frames].clamp(min=1e-5)).clamp(1 / max_gain, max_gain)
         bins = spread.T @ gain  # [B, bins, frames]
         bins = torch.where(cover[:, None] > 1e-8, bins, torch.ones_like(bins))
         spec = spec[..., :frames] * bins
-        if norm is None:  # the frame count is the same at every iteration
-            window, norm = _window_norm(fn, frames)
         x = _istft(spec, fn, window, norm, x.shape[-1])
         if x.shape[-1] < audio.shape[-1]:
             x = F.pad(x, (0, audio.shape[-1] - x.shape[-1]))
