@@ -67,6 +67,7 @@ class TrainConfig:
     lr: float = 2e-4
     weight_decay: float = 0.0
     warmup_steps: int = 200
+    lr_decay: str = "none"  # "cosine": after warm-up, lr follows a half cosine to 0 at max_steps
     max_steps: int = 1_000_000
     max_minutes: float = 0.0  # > 0: stop (with a checkpoint) after this much wall-clock training time
     grad_clip: float = 1.0
@@ -99,6 +100,10 @@ class Recipe:
 
 SECTIONS = {"mel": MelConfig, "model": ModelConfig, "diffusion": DiffusionConfig, "data": DataConfig,
             "train": TrainConfig}
+
+
+# String keys with a fixed set of values that no other module checks before training starts.
+CHOICES = {"train.precision": ("auto", "bf16", "fp16", "fp32"), "train.lr_decay": ("none", "cosine")}
 
 
 def _nearest(key: str, valid) -> str:
@@ -143,6 +148,12 @@ def _build(cls, section: str, values: dict):
         if key not in names:
             raise AudiodiffError(f"unknown recipe key {section}.{key}{_nearest(key, names)}")
     checked = {k: _check_type(f"{section}.{k}", v, hints[k]) for k, v in values.items() if k != "preset"}
+    for key, value in checked.items():
+        choices = CHOICES.get(f"{section}.{key}")
+        if choices and value not in choices:
+            close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.6)
+            raise AudiodiffError(f"recipe key {section}.{key}: {value!r} is not one of {', '.join(choices)}"
+                                 + (f"; did you mean {close[0]!r}?" if close else ""))
     if cls is MelConfig:
         return mel_config(values.get("preset", "hifigan"), **checked)
     return cls(**checked)

@@ -52,6 +52,13 @@ def test_wrong_type_names_the_key_and_the_expected_type(raw, key, expected):
     assert key in str(err.value) and f"expected {expected}" in str(err.value)
 
 
+@pytest.mark.parametrize("key, value, suggestion", [("precision", "fp8", None), ("lr_decay", "cosin", "cosine")])
+def test_string_keys_with_fixed_values_are_checked_when_the_recipe_loads(key, value, suggestion):
+    with pytest.raises(AudiodiffError, match=rf"train\.{key}: '{value}' is not one of") as err:
+        recipe_from_dict({"train": {key: value}})
+    assert (f"did you mean '{suggestion}'" in str(err.value)) == (suggestion is not None)
+
+
 def test_section_must_be_a_mapping():
     with pytest.raises(AudiodiffError, match="'train' must be a mapping"):
         recipe_from_dict({"train": 3})

@@ -15,6 +15,7 @@ import yaml
 from audiodiff.config import recipe_from_dict
 from audiodiff.errors import AudiodiffError
 from audiodiff.training import export, train
+from audiodiff.training.loop import lr_factor
 from audiodiff.training.checkpoint import list_checkpoints, load_checkpoint
 from audiodiff.vocoder import Vocoder
 
@@ -80,6 +81,17 @@ def test_resume_reproduces_an_uninterrupted_run(tone_dir, tmp_path):
     # Resuming a finished run trains no further and keeps the last checkpoint.
     again = run(tiny_recipe(tone_dir, max_steps=4), tmp_path / "split")
     assert again.name == "ckpt-00000004.pt" and states_equal(load_checkpoint(again)["model"], resumed["model"])
+
+
+def test_cosine_decay_warms_up_then_falls_to_zero_at_max_steps():
+    tc = tiny_recipe("unused", warmup_steps=10, max_steps=110, lr_decay="cosine").train
+    assert lr_factor(0, tc) == pytest.approx(0.1) and lr_factor(9, tc) == pytest.approx(1.0)
+    assert lr_factor(10, tc) == pytest.approx(1.0) and lr_factor(60, tc) == pytest.approx(0.5)
+    assert lr_factor(110, tc) == pytest.approx(0.0, abs=1e-12) and lr_factor(500, tc) == pytest.approx(0.0, abs=1e-12)
+    factors = [lr_factor(s, tc) for s in range(10, 111)]
+    assert all(a > b for a, b in zip(factors, factors[1:]))  # strictly falling after the warm-up
+    constant = tiny_recipe("unused", warmup_steps=10, max_steps=110).train
+    assert [lr_factor(s, constant) for s in (0, 9, 60, 500)] == pytest.approx([0.1, 1.0, 1.0, 1.0])
 
 
 def test_same_recipe_same_weights(tone_dir, tmp_path):

@@ -14,6 +14,7 @@ stop the run. Faults tested: docs/reliability.md.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import time
@@ -38,6 +39,17 @@ from audiodiff.training.validate import validate
 
 log = logging.getLogger("audiodiff")
 DATA_ENV = "AUDIODIFF_DATA"
+
+
+def lr_factor(step: int, tc) -> float:
+    """The learning rate of ``step`` (0-based) as a share of ``train.lr``: a linear warm-up over
+    ``warmup_steps``, then constant (``lr_decay: none``, DiffWave's) or a half cosine that reaches 0 at
+    ``max_steps`` (``cosine``). A pure function of the step, so a resumed run follows the same curve."""
+    warm = min(1.0, (step + 1) / max(1, tc.warmup_steps))
+    if tc.lr_decay == "none" or step < tc.warmup_steps:
+        return warm
+    done = min(1.0, (step - tc.warmup_steps) / max(1, tc.max_steps - tc.warmup_steps))
+    return 0.5 * (1.0 + math.cos(math.pi * done))
 
 
 class Interrupted(Exception):
@@ -186,7 +198,7 @@ def train(recipe: Recipe, run_dir: str | Path, *, device: str | None = None, pro
     ema = EMA(net, tc.ema_decay)
     fused = dist.device.type == "cuda"
     opt = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, fused=fused)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, tc.warmup_steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, tc))
     amp_dtype = precision_dtype(tc.precision, dist.device)
     scaler = torch.amp.GradScaler(dist.device.type, enabled=amp_dtype == torch.float16)
     mel_fn = MelSpectrogram(recipe.mel).to(dist.device)
