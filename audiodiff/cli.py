@@ -174,7 +174,9 @@ def synth(mel_in, wav_out, model, steps, sampler, precision, no_graphs, refine, 
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), help="Write the JSON report here (and a .csv beside it).")
 @click.option("--device", help="cpu, cuda or cuda:N.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Draws the sampler's noise and Griffin-Lim's initial phase; F0 RMSE varies with it, so compare "
+              "means over a few seeds.")
 def eval_cmd(model, data_dir, steps, sampler, limit, baseline, fast, full_band, refine, precision, out, device,
              seed):
     """Copy-synthesis evaluation of MODEL on the recordings in DATA_DIR.

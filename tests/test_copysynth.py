@@ -43,6 +43,9 @@ def test_griffin_lim_beats_noise_on_the_reference_distance():
     noise = np.random.default_rng(0).normal(0, 0.1, len(x)).astype(np.float32)
     assert len(gl) == mel.shape[1] * 256
     assert M.reference_distance(x, gl) < 0.5 * M.reference_distance(x, noise)
+    # The seed draws the initial phase: the same seed gives the same output, another seed another one.
+    assert np.array_equal(gl, griffin_lim(mel, MelConfig(), seed=0))
+    assert not np.allclose(gl, griffin_lim(mel, MelConfig(), seed=1), atol=1e-3)
 
 
 def test_evaluate_limits_low_rate_recordings_to_their_band(tmp_path):

@@ -23,8 +23,9 @@ from audiodiff.data.files import find_audio_files
 from audiodiff.eval import metrics as M
 
 
-def griffin_lim(mel: np.ndarray, cfg: MelConfig, n_iter: int = 32) -> np.ndarray:
-    """Invert a log-mel ``[n_mels, F]`` of convention ``cfg`` with Griffin-Lim; returns ``[F * hop]``."""
+def griffin_lim(mel: np.ndarray, cfg: MelConfig, n_iter: int = 32, seed: int = 0) -> np.ndarray:
+    """Invert a log-mel ``[n_mels, F]`` of convention ``cfg`` with Griffin-Lim from a random phase drawn with
+    ``seed``; returns ``[F * hop]``."""
     mag_mel = decompress(torch.from_numpy(np.asarray(mel, dtype=np.float64)), cfg.log).numpy()
     fmax = cfg.fmax if cfg.fmax is not None else cfg.sample_rate / 2
     stft = librosa.feature.inverse.mel_to_stft(
@@ -37,7 +38,7 @@ def griffin_lim(mel: np.ndarray, cfg: MelConfig, n_iter: int = 32) -> np.ndarray
     shift = cfg.n_fft // 2 - cfg.pad[0]
     length = mel.shape[1] * cfg.hop_length
     y = librosa.griffinlim(stft, n_iter=n_iter, hop_length=cfg.hop_length, win_length=cfg.win_length,
-                           center=True, random_state=0, length=length - shift)
+                           center=True, random_state=seed, length=length - shift)
     return np.concatenate([np.zeros(shift, dtype=y.dtype), y])[:length]
 
 
@@ -68,7 +69,8 @@ def evaluate(vocoder, data: str | Path, *, steps: int | None = None, sampler: st
     A recording stored at a lower rate than the model's (16 kHz LibriSpeech for a 22.05 kHz vocoder) has nothing
     above its Nyquist frequency, and its mel (``fmax`` 8 kHz) says nothing about that band either. With
     ``match_bandwidth`` the outputs of such files are limited to the recording's band (:func:`band_limit`) before
-    scoring, so that the distances measure what the mel determines; the report counts those files."""
+    scoring, so that the distances measure what the mel determines; the report counts those files. ``seed``
+    draws the sampler's noise and the baseline's initial phase, both random in what they score."""
     files = find_audio_files(data)[:limit] if limit else find_audio_files(data)
     sr, cfg = vocoder.sample_rate, vocoder.mel_config
     keys = M.METRIC_KEYS if full else ("reference_distance", "mrstft", "log_mel_l1")
@@ -93,7 +95,7 @@ def evaluate(vocoder, data: str | Path, *, steps: int | None = None, sampler: st
         limited += narrow
         rows.append({"file": str(path), **score(est)})
         if baseline == "griffinlim":
-            base_rows.append({"file": str(path), **score(griffin_lim(mel, cfg))})
+            base_rows.append({"file": str(path), **score(griffin_lim(mel, cfg, seed=seed))})
     report = {"data": str(data), "files": rows, "summary": summarise(rows, keys),
               "sampler": sampler or vocoder.sampler, "steps": steps or vocoder.steps,
               "refine": vocoder.refine, "precision": vocoder.precision,
