@@ -12,10 +12,13 @@ for what each part buys.
 from __future__ import annotations
 
 import copy
+import logging
 from collections import OrderedDict
 
 import torch
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 
 def fused_kernel_fits(net: nn.Module) -> bool:
@@ -34,13 +37,18 @@ class SamplingGraphs:
     """CUDA graphs of a whole sampling call, one per input shape and noise-level plan, and of the refinement that
     follows it, one per shape (least recently used goes first beyond ``max_graphs``). ``fn(*tensors) -> tensor``
     must take and return device tensors only and launch no host-to-device copy; the graph's inputs are static
-    copies refreshed before each replay."""
+    copies refreshed before each replay. ``key[0]`` names the kind of call (a sampler, "refine"): when a capture
+    of one kind fails, that call still returns its warm-up result and that kind runs uncaptured from then on,
+    with one warning."""
 
     def __init__(self, max_graphs: int = 8):
         self.max_graphs = max_graphs
         self._cache: OrderedDict[tuple, tuple] = OrderedDict()
+        self.uncaptured: set = set()  # kinds whose capture failed
 
     def __call__(self, key: tuple, fn, *inputs: torch.Tensor) -> torch.Tensor:
+        if key[0] in self.uncaptured:
+            return fn(*inputs)
         key = key + tuple((tuple(t.shape), t.dtype, t.device) for t in inputs)
         if key in self._cache:
             self._cache.move_to_end(key)
@@ -56,8 +64,18 @@ class SamplingGraphs:
             first = fn(*static)          # this call's answer
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            out = fn(*static)
+        try:
+            with torch.cuda.graph(graph):
+                out = fn(*static)
+        except RuntimeError as err:  # e.g. a host sync inside fn: the answer is still the warm-up's
+            # The failed capture leaves the default CUDA generator in capture mode, where every later random draw
+            # in the process fails ("Offset increment outside graph capture"): give it a copy of its own state.
+            gen = torch.cuda.default_generators[torch.cuda.current_device()]
+            gen.graphsafe_set_state(gen.clone_state())
+            log.warning("CUDA graph capture of %r failed (%s); running it without graphs from now on", key[0],
+                        str(err)[:200])
+            self.uncaptured.add(key[0])
+            return first
         self._cache[key] = static, graph, out
         while len(self._cache) > self.max_graphs:
             self._cache.popitem(last=False)

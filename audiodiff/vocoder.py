@@ -11,7 +11,6 @@ and whole synthesis agree away from chunk edges and memory stays bounded by the 
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,6 @@ from audiodiff.errors import AudiodiffError
 from audiodiff.factory import build_denoiser
 from audiodiff.fastpath import FastBackbone, SamplingGraphs, fused_kernel_fits
 
-log = logging.getLogger(__name__)
 PRETRAINED = Path(__file__).parent / "pretrained"
 DEFAULT_MODEL = PRETRAINED / "speech-22k"
 FORMAT = "audiodiff-vocoder"
@@ -96,7 +94,6 @@ class Vocoder:
             raise AudiodiffError("need 0 <= 2 * overlap_frames < chunk_frames")
         self.denoiser = build_denoiser(self.net, diffusion)  # fp32 eager: the reference path
         self._fast = None  # (key, denoiser, SamplingGraphs or None) of the fast path, built on first use
-        self._refine_graphs = True  # whether the refinement is replayed from the fast path's graphs
         self._mel_fn = MelSpectrogram(mel).to(self.device)
 
     # --- properties -------------------------------------------------------------------------------------------
@@ -201,14 +198,7 @@ class Vocoder:
             return refine_to_mel(wav, mel, self._mel_fn, self.refine).clamp(-1, 1)
 
         _, graphs = self._runner()
-        if graphs is not None and self._refine_graphs:
-            try:
-                return graphs(("refine", self.refine), run, wav, mel)
-            except RuntimeError as err:  # refine uncaptured from now on, as sampling does
-                log.warning("CUDA graph capture of the refinement failed (%s); refining without graphs",
-                            str(err)[:200])
-                self._refine_graphs = False
-        return run(wav, mel)
+        return graphs(("refine", self.refine), run, wav, mel) if graphs is not None else run(wav, mel)
 
     def _chunks(self, frames: int) -> list[tuple[int, int]]:
         """Frame ranges of equal length ``chunk_frames`` overlapping by at least ``overlap_frames``; the last
@@ -244,14 +234,9 @@ class Vocoder:
             part = torch.stack([mel[b, :, chunks[i][0]:chunks[i][1]] for b, i in group])  # [G, n_mels, frames]
             rows = torch.tensor([b for b, _ in group], device=mel.device)
             offsets = torch.tensor([chunks[i][0] * hop for _, i in group], device=mel.device)
-            y = None
             if graphs is not None:
-                try:
-                    y = graphs((sampler, tuple(sigmas.tolist())), sample, part, offsets, rows, seed_t)
-                except RuntimeError as err:  # a loop that cannot be captured still synthesises, uncaptured
-                    log.warning("CUDA graph capture failed (%s); sampling without graphs", str(err)[:200])
-                    self.graphs, graphs = False, None
-            if y is None:
+                y = graphs((sampler, tuple(sigmas.tolist())), sample, part, offsets, rows, seed_t)
+            else:
                 y = sample(part, offsets, rows, seed_t)
             y = y.clamp(-1, 1)[:, 0]
             for (b, i), wave in zip(group, y):

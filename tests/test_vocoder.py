@@ -14,6 +14,7 @@ from torch import nn
 from audiodiff.audio.mel import MelConfig
 from audiodiff.config import DiffusionConfig, ModelConfig
 from audiodiff.errors import AudiodiffError
+from audiodiff.fastpath import SamplingGraphs
 from audiodiff.vocoder import Vocoder, check_mel
 
 from conftest import tiny_vocoder
@@ -116,7 +117,8 @@ def test_chunked_synthesis_of_a_batch_matches_each_row(voc, demo_mel):
     out = chunked(batch, seed=4)
     assert out.shape == (2, 60 * HOP)
     # Row b of a batch uses noise row b: row 0 of the batch equals the unbatched call with the same seed.
-    torch.testing.assert_close(out[0], chunked(mel, seed=4), rtol=0, atol=1e-6)
+    # Equal to float32 rounding: a BLAS may choose other kernels for another batch size (1.5e-6 seen on one CPU).
+    torch.testing.assert_close(out[0], chunked(mel, seed=4), rtol=0, atol=1e-5)
     assert not torch.allclose(out[0], out[1])
 
 
@@ -273,3 +275,23 @@ def test_auto_precision_is_fp32_on_the_cpu():
     voc = _random_vocoder()
     runner, graphs = voc._runner()
     assert voc.precision == "auto" and runner is voc.denoiser and graphs is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_sampling_graphs_replay_and_fall_back_per_kind_when_a_capture_fails(caplog):
+    graphs = SamplingGraphs()
+    x = torch.arange(4.0, device="cuda")
+    y = x + 1
+    assert torch.equal(graphs(("double",), lambda a: a * 2, x), x * 2)  # captured; the warm-up's answer
+    assert torch.equal(graphs(("double",), lambda a: a * 2, y), y * 2)  # replayed on a new input
+
+    def syncing(a):  # .item() waits for the host, which a capture forbids
+        return a * float(a.sum().item())
+
+    with caplog.at_level("WARNING"):
+        assert torch.equal(graphs(("sync",), syncing, x), x * 6)  # the failed capture still answers
+        assert torch.equal(graphs(("sync",), syncing, y), y * 10)  # and runs uncaptured from then on
+    assert graphs.uncaptured == {"sync"}
+    torch.randn(3, device="cuda")  # the failed capture did not leave the random generator unusable
+    assert sum("capture" in r.getMessage() for r in caplog.records) == 1
+    assert torch.equal(graphs(("double",), lambda a: a * 2, x), x * 2)  # the other kind still replays
