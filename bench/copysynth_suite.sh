@@ -5,7 +5,7 @@
 #   REFINE is the number of mel-consistency iterations of the refined rows (default 32, the Vocoder's; raw rows: 0);
 #   LIMIT the first files of each split (default 0: all 24 and 20; the tables before 2026-11-23 used 16);
 #   PART: all (default), seeds (the default rows with seeds $SEEDS, next to Griffin-Lim with the same seeds) or
-#   other (raw, 50 steps, full band). Each part takes about 7 minutes on an H100 machine with 16 cores.
+#   other (raw, 50 steps, full band). On an H100 machine with 16 cores: seeds about 8 minutes, other about 3.
 # F0 RMSE turns on a few frames of a few files, so the default rows and Griffin-Lim run with several seeds
 # (SEEDS, default "0 1 2 3") and bench/seeds.py pools them (docs/quality.md).
 set -euo pipefail
