@@ -230,6 +230,9 @@ def train(recipe: Recipe, run_dir: str | Path, *, device: str | None = None, pro
         log.info("training on %d files (%.1f min), validating on %d; %d parameters; device %s",
                  len(dataset.audio), dataset.seconds / 60, len(valid_set.audio) if valid_set else 0,
                  sum(p.numel() for p in net.parameters()), dist.device)
+        if tc.lr_decay == "cosine":  # the curve is fixed by max_steps, which a time-limited run may never reach
+            log.info("learning rate %g, warm-up %d steps, then a half cosine to 0 at step %d (train.max_steps)",
+                     tc.lr, tc.warmup_steps, tc.max_steps)
 
     def state_dict() -> dict:
         return {"step": step, "elapsed": elapsed, "model": net.state_dict(), "ema": ema.state_dict(),
