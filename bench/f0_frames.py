@@ -1,0 +1,137 @@
+"""F0 RMSE of copy-synthesis on which frames? The model next to Griffin-Lim, over several seeds, three ways.
+
+    python bench/f0_frames.py --data $DATA/speech-16k-multi/test [--model DIR] [--seeds 0 1 2 3] [--out f0.json]
+
+`audiodiff eval` scores F0 (``metrics.f0_metrics``) on every frame that pYIN calls voiced in both the reference and
+the output ("as defined"). Two things make that figure turn on a few frames (docs/quality.md):
+
+- pYIN reports a period longer than its search range as F0 at the range's floor (65 Hz), so mains hum after an
+  utterance can count as voiced speech. "in range" keeps the frames whose reference F0 lies more than a semitone
+  inside the range.
+- Each system is scored on the frames where it is itself voiced, so a system that loses voicing in hard frames is
+  scored on easier ones. "matched" keeps the in-range frames voiced in the reference and in both outputs, and
+  scores both systems on those same frames.
+
+Outputs of recordings made below the model's rate are limited to the recording's band first, as `audiodiff eval`
+does. pYIN runs in parallel worker processes (--workers; it dominates the time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+FMIN, FMAX, HOP = 65.0, 500.0, 256  # as metrics.f0_metrics
+SEMITONE = 2 ** (1 / 12)
+WAYS = ("as_defined", "in_range", "matched")
+
+
+def _init_worker() -> None:  # parallel writers to one numba cache once crashed the suite (copysynth_suite.sh)
+    os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="numba-")
+
+
+def track(audio: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
+    """pYIN's F0 (nan where unvoiced) and voiced flags, with the settings of ``metrics.f0_metrics``."""
+    import librosa
+
+    f0, voiced, _ = librosa.pyin(np.asarray(audio, dtype=np.float64), fmin=FMIN, fmax=FMAX, sr=sr, hop_length=HOP)
+    return f0, voiced
+
+
+def _rmse(ref: np.ndarray, est: np.ndarray, frames: np.ndarray) -> float:
+    cents = 1200.0 * np.log2(est[frames] / ref[frames])
+    return float(np.sqrt(np.mean(cents ** 2))) if frames.any() else float("nan")
+
+
+def score(ref: tuple, ours: tuple, base: tuple) -> dict[str, dict[str, float]]:
+    """``{way: {"ours", "base", "frames_ours", "frames_base"}}`` for one file; each argument is ``track``'s pair."""
+    n = min(len(ref[0]), len(ours[0]), len(base[0]))
+    (f_ref, v_ref), (f_o, v_o), (f_b, v_b) = ((f[:n], v[:n]) for f, v in (ref, ours, base))
+    voiced_o = v_ref & v_o & np.isfinite(f_ref) & np.isfinite(f_o)
+    voiced_b = v_ref & v_b & np.isfinite(f_ref) & np.isfinite(f_b)
+    inside = np.isfinite(f_ref) & (f_ref > FMIN * SEMITONE) & (f_ref < FMAX / SEMITONE)
+    frames = {"as_defined": (voiced_o, voiced_b), "in_range": (voiced_o & inside, voiced_b & inside)}
+    common = voiced_o & voiced_b & inside
+    frames["matched"] = (common, common)
+    return {way: {"ours": _rmse(f_ref, f_o, fo), "base": _rmse(f_ref, f_b, fb),
+                  "frames_ours": int(fo.sum()), "frames_base": int(fb.sum())}
+            for way, (fo, fb) in frames.items()}
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Per way: the mean over files of each system (nan-free files), and the files the model wins, loses."""
+    out = {}
+    for way in WAYS:
+        pairs = [(r[way]["ours"], r[way]["base"]) for r in rows
+                 if np.isfinite(r[way]["ours"]) and np.isfinite(r[way]["base"])]
+        out[way] = {"ours": statistics.fmean(o for o, _ in pairs), "base": statistics.fmean(b for _, b in pairs),
+                    "model_better": sum(o < b for o, b in pairs), "files": len(pairs)}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="a folder of recordings (e.g. speech-16k-multi/test)")
+    ap.add_argument("--model", help="an exported vocoder [default: the bundled one]")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
+    ap.add_argument("--limit", type=int, default=0, help="first N files in sorted order (0: all)")
+    ap.add_argument("--device", help="cpu or cuda [default: cuda when available]")
+    ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
+    ap.add_argument("--out", help="write the per-file rows and the summaries here (JSON)")
+    args = ap.parse_args()
+
+    import soundfile as sf
+
+    from audiodiff.audio.io import load_audio
+    from audiodiff.data.files import find_audio_files
+    from audiodiff.eval.copysynth import band_limit, griffin_lim
+    from audiodiff.vocoder import Vocoder
+
+    files = find_audio_files(args.data)
+    files = files[:args.limit] if args.limit else files
+    voc = Vocoder.from_pretrained(args.model, device=args.device)
+    sr = voc.sample_rate
+    pool = ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"), initializer=_init_worker)
+    jobs = {}  # (file index, "ref" | (seed, "ours" | "base")) -> future of track()
+    for i, path in enumerate(files):
+        ref, _ = load_audio(path, sr)
+        mel = voc.mel(ref).cpu().numpy()
+        source_sr = sf.info(str(path)).samplerate
+        narrow = source_sr < sr
+        jobs[i, "ref"] = pool.submit(track, ref, sr)
+        for seed in args.seeds:
+            for name, audio in (("ours", voc(mel, seed=seed)), ("base", griffin_lim(mel, voc.mel_config, seed=seed))):
+                audio = band_limit(audio, sr, source_sr) if narrow else audio
+                jobs[i, (seed, name)] = pool.submit(track, audio, sr)
+        print(f"synthesised {i + 1}/{len(files)}", file=sys.stderr, flush=True)
+    rows = {seed: [] for seed in args.seeds}
+    for i, path in enumerate(files):
+        ref = jobs[i, "ref"].result()
+        for seed in args.seeds:
+            rows[seed].append({"file": Path(path).name,
+                               **score(ref, jobs[i, (seed, "ours")].result(), jobs[i, (seed, "base")].result())})
+    pool.shutdown()
+    per_seed = {seed: summarise(r) for seed, r in rows.items()}
+    print(f"F0 RMSE (cents), mean over {len(files)} files: model / Griffin-Lim (files where the model is better)")
+    for way in WAYS:
+        cells = [f"{s[way]['ours']:.1f} / {s[way]['base']:.1f} ({s[way]['model_better']}/{s[way]['files']})"
+                 for s in per_seed.values()]
+        print(f"{way:<11}" + "  ".join(f"seed {seed}: {c}" for seed, c in zip(per_seed, cells)))
+    if args.out:
+        Path(args.out).write_text(json.dumps({"data": args.data, "seeds": args.seeds, "summary": per_seed,
+                                              "files": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
