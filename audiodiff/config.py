@@ -106,9 +106,12 @@ SECTIONS = {"mel": MelConfig, "model": ModelConfig, "diffusion": DiffusionConfig
 CHOICES = {"train.precision": ("auto", "bf16", "fp16", "fp32"), "train.lr_decay": ("none", "cosine")}
 
 
-def _nearest(key: str, valid) -> str:
-    match = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
-    return f"; did you mean {match[0]!r}?" if match else f"; valid keys: {', '.join(sorted(valid))}"
+def _nearest(key: str, valid, cutoff: float = 0.5, list_valid: bool = True) -> str:
+    """"; did you mean X?" for the closest of ``valid``; otherwise the valid keys, or nothing."""
+    match = difflib.get_close_matches(key, list(valid), n=1, cutoff=cutoff)
+    if match:
+        return f"; did you mean {match[0]!r}?"
+    return f"; valid keys: {', '.join(sorted(valid))}" if list_valid else ""
 
 
 def _check_type(where: str, value, hint):
@@ -151,9 +154,8 @@ def _build(cls, section: str, values: dict):
     for key, value in checked.items():
         choices = CHOICES.get(f"{section}.{key}")
         if choices and value not in choices:
-            close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.6)
             raise AudiodiffError(f"recipe key {section}.{key}: {value!r} is not one of {', '.join(choices)}"
-                                 + (f"; did you mean {close[0]!r}?" if close else ""))
+                                 f"{_nearest(str(value), choices, cutoff=0.6, list_valid=False)}")
     if cls is MelConfig:
         return mel_config(values.get("preset", "hifigan"), **checked)
     return cls(**checked)

@@ -33,9 +33,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-FMIN, FMAX, HOP = 65.0, 500.0, 256  # as metrics.f0_metrics
 SEMITONE = 2 ** (1 / 12)
 WAYS = ("as_defined", "in_range", "matched")
+# audiodiff.eval.metrics (and with it librosa and numba) is imported inside the functions: the spawned workers
+# import this module before their initializer sets NUMBA_CACHE_DIR.
 
 
 def _init_worker() -> None:  # parallel writers to one numba cache once crashed the suite (copysynth_suite.sh)
@@ -43,29 +44,25 @@ def _init_worker() -> None:  # parallel writers to one numba cache once crashed 
 
 
 def track(audio: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
-    """pYIN's F0 (nan where unvoiced) and voiced flags, with the settings of ``metrics.f0_metrics``."""
-    import librosa
+    """``metrics.f0_track``, the track of `audiodiff eval`'s F0 metric, in a worker."""
+    from audiodiff.eval.metrics import f0_track
 
-    f0, voiced, _ = librosa.pyin(np.asarray(audio, dtype=np.float64), fmin=FMIN, fmax=FMAX, sr=sr, hop_length=HOP)
-    return f0, voiced
-
-
-def _rmse(ref: np.ndarray, est: np.ndarray, frames: np.ndarray) -> float:
-    cents = 1200.0 * np.log2(est[frames] / ref[frames])
-    return float(np.sqrt(np.mean(cents ** 2))) if frames.any() else float("nan")
+    return f0_track(audio, sr)
 
 
 def score(ref: tuple, ours: tuple, base: tuple) -> dict[str, dict[str, float]]:
     """``{way: {"ours", "base", "frames_ours", "frames_base"}}`` for one file; each argument is ``track``'s pair."""
+    from audiodiff.eval.metrics import F0_RANGE, cents_rmse
+
     n = min(len(ref[0]), len(ours[0]), len(base[0]))
     (f_ref, v_ref), (f_o, v_o), (f_b, v_b) = ((f[:n], v[:n]) for f, v in (ref, ours, base))
     voiced_o = v_ref & v_o & np.isfinite(f_ref) & np.isfinite(f_o)
     voiced_b = v_ref & v_b & np.isfinite(f_ref) & np.isfinite(f_b)
-    inside = np.isfinite(f_ref) & (f_ref > FMIN * SEMITONE) & (f_ref < FMAX / SEMITONE)
+    inside = np.isfinite(f_ref) & (f_ref > F0_RANGE[0] * SEMITONE) & (f_ref < F0_RANGE[1] / SEMITONE)
     frames = {"as_defined": (voiced_o, voiced_b), "in_range": (voiced_o & inside, voiced_b & inside)}
     common = voiced_o & voiced_b & inside
     frames["matched"] = (common, common)
-    return {way: {"ours": _rmse(f_ref, f_o, fo), "base": _rmse(f_ref, f_b, fb),
+    return {way: {"ours": cents_rmse(f_ref, f_o, fo), "base": cents_rmse(f_ref, f_b, fb),
                   "frames_ours": int(fo.sum()), "frames_base": int(fb.sum())}
             for way, (fo, fb) in frames.items()}
 

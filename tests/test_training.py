@@ -94,6 +94,17 @@ def test_cosine_decay_warms_up_then_falls_to_zero_at_max_steps():
     assert [lr_factor(s, constant) for s in (0, 9, 60, 500)] == pytest.approx([0.1, 1.0, 1.0, 1.0])
 
 
+def test_training_follows_the_recipes_learning_rate_curve_and_data_options(tone_dir, tmp_path):
+    # train() must use lr_factor with the recipe's lr_decay, and pass data.speed_perturb to its dataset.
+    for decay, expected in (("none", 1e-2), ("cosine", 0.0)):
+        state = load_checkpoint(run(tiny_recipe(tone_dir, warmup_steps=1, lr_decay=decay), tmp_path / decay))
+        assert state["scheduler"]["_last_lr"][0] == pytest.approx(expected, abs=1e-12)  # after max_steps = 4
+    raw = {section: dict(values) for section, values in TINY.items()}
+    raw["data"].update(path=str(tone_dir), speed_perturb=0.7)
+    with pytest.raises(AudiodiffError, match="speed_perturb"):
+        run(recipe_from_dict(raw), tmp_path / "perturb")
+
+
 def test_same_recipe_same_weights(tone_dir, tmp_path):
     # train.seed alone decides the initial weights (e7043d2 still drew them from the caller's global RNG).
     recipe = tiny_recipe(tone_dir, max_steps=1)

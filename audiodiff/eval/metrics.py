@@ -128,20 +128,34 @@ def mel_cepstral_distortion(
     return mcd_from_cepstra(c_ref.T, c_est.T)
 
 
+F0_RANGE = (65.0, 500.0)  # pYIN's search range in Hz for the F0 metrics: low male to high female speech
+
+
+def f0_track(audio: np.ndarray, sr: int, hop: int = 256, fmin: float = F0_RANGE[0],
+             fmax: float = F0_RANGE[1]) -> tuple[np.ndarray, np.ndarray]:
+    """pYIN's F0 (nan where unvoiced) and voiced flags of ``audio``, one per ``hop`` samples."""
+    f0, voiced, _ = librosa.pyin(np.asarray(audio, dtype=np.float64), fmin=fmin, fmax=fmax, sr=sr, hop_length=hop)
+    return f0, voiced
+
+
+def cents_rmse(f_ref: np.ndarray, f_est: np.ndarray, frames: np.ndarray) -> float:
+    """RMS of ``f_est / f_ref`` in cents over the boolean ``frames``; nan if there are none."""
+    if not frames.any():
+        return float("nan")
+    return float(np.sqrt(np.mean((1200.0 * np.log2(f_est[frames] / f_ref[frames])) ** 2)))
+
+
 def f0_metrics(
-    ref: np.ndarray, est: np.ndarray, sr: int, fmin: float = 65.0, fmax: float = 500.0, hop: int = 256,
+    ref: np.ndarray, est: np.ndarray, sr: int, fmin: float = F0_RANGE[0], fmax: float = F0_RANGE[1], hop: int = 256,
 ) -> dict[str, float]:
     """pYIN F0 on both: ``f0_rmse_cents`` over frames voiced in both (nan if none), ``vuv_error`` rate.
 
     pYIN's F0 lies on its 10-cent grid (resolution 0.1 semitone), which bounds the RMSE's precision.
     """
     ref, est = _trim(ref, est)
-    (f_ref, v_ref, _), (f_est, v_est, _) = (librosa.pyin(s, fmin=fmin, fmax=fmax, sr=sr, hop_length=hop)
-                                            for s in (ref, est))
+    (f_ref, v_ref), (f_est, v_est) = (f0_track(s, sr, hop, fmin, fmax) for s in (ref, est))
     both = v_ref & v_est & np.isfinite(f_ref) & np.isfinite(f_est)
-    cents = 1200.0 * np.log2(f_est[both] / f_ref[both])
-    rmse = float(np.sqrt(np.mean(cents**2))) if both.any() else float("nan")
-    return {"f0_rmse_cents": rmse, "vuv_error": float(np.mean(v_ref != v_est))}
+    return {"f0_rmse_cents": cents_rmse(f_ref, f_est, both), "vuv_error": float(np.mean(v_ref != v_est))}
 
 
 def optional_metrics_available() -> dict[str, bool]:
