@@ -34,6 +34,16 @@ def _load_mel(path: Path):
         raise AudiodiffError(f"{path}: not a numpy .npy array ({str(err)[:80]}); save mels with np.save") from None
 
 
+def _refine_options(command):
+    """``--refine`` and ``--refine-momentum``: the mel-consistency refinement of synth and eval."""
+    command = click.option(
+        "--refine-momentum", type=click.FloatRange(0, 1, max_open=True),
+        help="Momentum of the refinement iterations, as in fast Griffin-Lim (0: plain) [default: 0.9].")(command)
+    return click.option(
+        "--refine", type=click.IntRange(min=0),
+        help="Mel-consistency iterations after sampling (0: the raw diffusion output) [default: 32].")(command)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
 @click.version_option(package_name="audiodiff")
@@ -136,11 +146,10 @@ def mel(audio_in, mel_out, preset, model):
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="auto: bf16 on a GPU, fp32 on the CPU. fp32 on a GPU is the slow reference path.")
 @click.option("--no-graphs", is_flag=True, help="Do not replay CUDA graphs on a GPU (debugging).")
-@click.option("--refine", type=click.IntRange(min=0),
-              help="Mel-consistency iterations after sampling (0: the raw diffusion output) [default: 32].")
+@_refine_options
 @click.option("--device", help="cpu, cuda or cuda:N [default: cuda if available].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Noise seed (same seed, same output).")
-def synth(mel_in, wav_out, model, steps, sampler, precision, no_graphs, refine, device, seed):
+def synth(mel_in, wav_out, model, steps, sampler, precision, no_graphs, refine, refine_momentum, device, seed):
     """Vocode a mel-spectrogram [n_mels, frames] saved as .npy into a 16-bit wav file."""
     from audiodiff.audio.io import save_audio
     from audiodiff.vocoder import Vocoder
@@ -151,7 +160,7 @@ def synth(mel_in, wav_out, model, steps, sampler, precision, no_graphs, refine, 
         raise AudiodiffError(f"output {wav_out}: synth writes audio; give a path ending in .wav or .flac")
     mel_arr = _load_mel(mel_in)
     voc = Vocoder.from_pretrained(model, device=device, sampler=sampler, steps=steps, precision=precision,
-                                  graphs=not no_graphs, refine=refine)
+                                  graphs=not no_graphs, refine=refine, refine_momentum=refine_momentum)
     wav = voc(mel_arr, seed=seed)
     if wav.ndim != 1:
         raise AudiodiffError("synth writes one file: give a single mel [n_mels, frames], not a batch")
@@ -169,16 +178,15 @@ def synth(mel_in, wav_out, model, steps, sampler, precision, no_graphs, refine, 
 @click.option("--fast", is_flag=True, help="Spectral distances only (skip MCD, F0, PESQ, STOI).")
 @click.option("--full-band", is_flag=True, help="Score the whole band even for recordings made at a lower rate "
               "than the model's [default: limit outputs to the recording's band].")
-@click.option("--refine", type=click.IntRange(min=0),
-              help="Mel-consistency iterations after sampling (0: the raw diffusion output) [default: 32].")
+@_refine_options
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), help="Write the JSON report here (and a .csv beside it).")
 @click.option("--device", help="cpu, cuda or cuda:N.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Draws the sampler's noise and Griffin-Lim's initial phase; F0 RMSE varies with it, so compare "
               "means over a few seeds.")
-def eval_cmd(model, data_dir, steps, sampler, limit, baseline, fast, full_band, refine, precision, out, device,
-             seed):
+def eval_cmd(model, data_dir, steps, sampler, limit, baseline, fast, full_band, refine, refine_momentum, precision,
+             out, device, seed):
     """Copy-synthesis evaluation of MODEL on the recordings in DATA_DIR.
 
     Each file's mel (the model's preset) is vocoded and compared with the original: the reference distance
@@ -189,7 +197,7 @@ def eval_cmd(model, data_dir, steps, sampler, limit, baseline, fast, full_band, 
     from audiodiff.vocoder import Vocoder
 
     voc = Vocoder.from_pretrained(None if str(model) == "default" else model, device=device,
-                                  refine=refine, precision=precision)
+                                  refine=refine, refine_momentum=refine_momentum, precision=precision)
     report = evaluate(voc, data_dir, steps=steps, sampler=sampler, limit=limit or None, baseline=baseline,
                       full=not fast, seed=seed, match_bandwidth=not full_band)
     click.echo(format_summary(report))

@@ -19,6 +19,7 @@ import torch
 from audiodiff import artifacts
 from audiodiff.audio.mel import MelConfig, MelSpectrogram
 from audiodiff.audio.refine import ITERATIONS as REFINE_ITERATIONS
+from audiodiff.audio.refine import MOMENTUM as REFINE_MOMENTUM
 from audiodiff.audio.refine import refine as refine_to_mel
 from audiodiff.config import DiffusionConfig, ModelConfig
 from audiodiff.diffusion import SAMPLERS, prior, sigmas_for
@@ -76,7 +77,8 @@ class Vocoder:
     def __init__(self, net: torch.nn.Module, mel: MelConfig, model: ModelConfig, diffusion: DiffusionConfig,
                  tuned_schedules: dict | None = None, sampler: str | None = None, steps: int | None = None,
                  chunk_frames: int = 1024, overlap_frames: int = 32, max_batch: int = 16,
-                 precision: str = "auto", graphs: bool = True, refine: int | None = None, kernel: bool = True):
+                 precision: str = "auto", graphs: bool = True, refine: int | None = None, kernel: bool = True,
+                 refine_momentum: float | None = None):
         self.net = net.eval().requires_grad_(False)
         self.mel_config, self.model_config, self.diffusion_config = mel, model, diffusion
         self.tuned_schedules = dict(tuned_schedules or {})
@@ -90,6 +92,10 @@ class Vocoder:
         if not isinstance(refine, int) or refine < 0:
             raise AudiodiffError(f"refine must be a whole number of iterations >= 0 (0: off), got {refine!r}")
         self.refine = refine  # mel-consistency iterations after sampling (audio/refine.py)
+        momentum = REFINE_MOMENTUM if refine_momentum is None else refine_momentum
+        if not 0 <= momentum < 1:
+            raise AudiodiffError(f"refine_momentum must lie in [0, 1) (0: plain iterations), got {momentum!r}")
+        self.refine_momentum = momentum
         if not 0 <= 2 * overlap_frames < chunk_frames:
             raise AudiodiffError("need 0 <= 2 * overlap_frames < chunk_frames")
         self.denoiser = build_denoiser(self.net, diffusion)  # fp32 eager: the reference path
@@ -195,7 +201,7 @@ class Vocoder:
         iterations are many small FFT and elementwise kernels, so launching them one by one costs more than
         running them."""
         def run(wav, mel):
-            return refine_to_mel(wav, mel, self._mel_fn, self.refine).clamp(-1, 1)
+            return refine_to_mel(wav, mel, self._mel_fn, self.refine, momentum=self.refine_momentum).clamp(-1, 1)
 
         _, graphs = self._runner()
         return graphs(("refine", self.refine), run, wav, mel) if graphs is not None else run(wav, mel)

@@ -173,6 +173,13 @@ def test_mel_then_synth_end_to_end(capsys, work, tiny_model_dir, demo_files):
     # The same seed gives the same file.
     invoke(capsys, "synth", work / "m.npy", work / "again.wav", "--model", tiny_model_dir, "--seed", 3)
     assert (work / "again.wav").read_bytes() == (work / "out.wav").read_bytes()
+    # The refinement's momentum reaches the vocoder, and a momentum of 1 is refused by the option parser.
+    invoke(capsys, "synth", work / "m.npy", work / "plain.wav", "--model", tiny_model_dir, "--seed", 3,
+           "--refine-momentum", 0)
+    assert (work / "plain.wav").read_bytes() != (work / "out.wav").read_bytes()
+    code, _, err = invoke(capsys, "synth", work / "m.npy", work / "x.wav", "--model", tiny_model_dir,
+                          "--refine-momentum", 1)
+    assert code == 2 and "--refine-momentum" in err and not (work / "x.wav").exists()
     # --model takes the mel settings from the model's config.json.
     code, _, _ = invoke(capsys, "mel", clip, work / "m2.npy", "--model", tiny_model_dir)
     assert code == 0 and np.array_equal(np.load(work / "m2.npy"), mel)

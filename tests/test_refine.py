@@ -59,6 +59,19 @@ def test_refine_restores_a_wrong_envelope():
     assert refine(wrong, target, fn).shape == wrong.shape
 
 
+def test_momentum_converges_faster_from_a_random_phase():
+    # The fast Griffin-Lim property: from noise (no phase to keep), 64 iterations with momentum 0.9 reach the
+    # mel about twice as closely as 64 without (measured 0.041 against 0.089 mean |log-mel| difference).
+    fn = MelSpectrogram(MelConfig())
+    x = _speechlike()
+    target = fn(x)
+    noise = 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    error = {m: (fn(refine(noise, target, fn, iters=64, momentum=m)) - target).abs().mean() for m in (0.0, 0.9)}
+    assert error[0.9] < 0.6 * error[0.0]
+    with pytest.raises(ValueError, match="momentum"):
+        refine(noise, target, fn, momentum=1.0)
+
+
 def test_band_above_fmax_keeps_its_level():
     fn = MelSpectrogram(MelConfig())  # fmax 8 kHz
     t = torch.arange(SR // 2) / SR

@@ -9,7 +9,10 @@ the envelope should be, so each iteration
    ``[1 / max_gain, max_gain]``),
 3. spreads the band gains over the linear-frequency bins with the filterbank weights (bins no band covers, such
    as those above ``fmax``, keep gain 1) and scales the STFT, keeping its phase,
-4. resynthesises by weighted overlap-add.
+4. resynthesises by weighted overlap-add,
+5. and, as the fast Griffin-Lim of Perraudin, Balazs and Sondergaard (2013) does, starts the next iteration from
+   the result pushed further along its last move: ``y = x_n + momentum * (x_n - x_(n-1))``. The returned signal is
+   the last ``x_n``, which is consistent (an overlap-add).
 
 It is Griffin-Lim's consistency step with the network's phase as the start and the mel as the constraint, so it
 needs a few iterations, not hundreds, and never invents a phase. ``docs/quality.md`` measures what it changes.
@@ -23,6 +26,7 @@ from torch.nn import functional as F
 from audiodiff.audio.mel import MelSpectrogram, decompress
 
 ITERATIONS = 32  # the default: on both speech test splits 32 beat 8 on every metric (docs/quality.md)
+MOMENTUM = 0.9  # the default: with it 32 iterations beat 32 without on every metric of both splits (docs/quality.md)
 
 
 def _overlap_add(frames: torch.Tensor, hop: int) -> torch.Tensor:
@@ -60,7 +64,7 @@ def _window_norm(fn: MelSpectrogram, frames: int) -> tuple[torch.Tensor, torch.T
 
 @torch.no_grad()
 def refine(audio: torch.Tensor, log_mel: torch.Tensor, fn: MelSpectrogram, iters: int = ITERATIONS,
-           max_gain: float = 4.0, block_frames: int = 1024) -> torch.Tensor:
+           max_gain: float = 4.0, block_frames: int = 1024, momentum: float = MOMENTUM) -> torch.Tensor:
     """``audio [B, T]`` whose mel (front end ``fn``) moves towards ``log_mel [B, n_mels, T / hop]``.
 
     Long signals are refined in blocks of ``block_frames`` frames, each with enough context on both sides that the
@@ -70,32 +74,36 @@ def refine(audio: torch.Tensor, log_mel: torch.Tensor, fn: MelSpectrogram, iters
     hop = c.hop_length
     margin = (iters + 1) * -(-c.n_fft // hop)  # frames of context that one block needs on each side
     frames = log_mel.shape[-1]
+    if not 0 <= momentum < 1:
+        raise ValueError(f"refinement momentum must lie in [0, 1), got {momentum}; 0 turns it off")
     if iters == 0 or frames <= block_frames + 2 * margin:
-        return _refine(audio, log_mel, fn, iters, max_gain)
+        return _refine(audio, log_mel, fn, iters, max_gain, momentum)
     out = torch.empty_like(audio, dtype=torch.float32)
     for start in range(0, frames, block_frames):
         end = min(frames, start + block_frames)
         a, e = max(0, start - margin), min(frames, end + margin)
         tail = e == frames  # the last block also owns the samples after the last whole frame
         seg = audio[:, a * hop: None if tail else e * hop]
-        done = _refine(seg, log_mel[..., a:e], fn, iters, max_gain)
+        done = _refine(seg, log_mel[..., a:e], fn, iters, max_gain, momentum)
         keep_end = None if end == frames else (end - a) * hop
         out[:, start * hop: None if end == frames else end * hop] = done[:, (start - a) * hop: keep_end]
     return out
 
 
 def _refine(audio: torch.Tensor, log_mel: torch.Tensor, fn: MelSpectrogram, iters: int,
-            max_gain: float) -> torch.Tensor:
+            max_gain: float, momentum: float) -> torch.Tensor:
     c = fn.config
     target = decompress(log_mel.float(), c.log)
     fbank = fn.fbank  # [n_mels, bins]
     cover = fbank.sum(0)  # [bins]
     spread = fbank / cover.clamp(min=1e-8)  # band gain -> bin gain: a weighted mean of the bands over each bin
-    x = audio.float()  # every iteration keeps its length, so the frame count, window and norm are fixed
+    x = prev = audio.float()  # every iteration keeps its length, so the frame count, window and norm are fixed
     frames = min(c.num_frames(x.shape[-1]), target.shape[-1])
     window, norm = _window_norm(fn, frames)
     for _ in range(iters):
-        spec = fn.stft(x)  # [B, bins, frames]
+        y = x + momentum * (x - prev) if momentum else x  # prev is x's predecessor (audio itself at first)
+        prev = x
+        spec = fn.stft(y)  # [B, bins, frames]
         mel = fbank @ fn.magnitude(spec)  # [B, n_mels, frames]
         gain = (target[..., :frames] / mel[..., :frames].clamp(min=1e-5)).clamp(1 / max_gain, max_gain)
         bins = spread.T @ gain  # [B, bins, frames]

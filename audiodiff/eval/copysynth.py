@@ -90,7 +90,7 @@ def evaluate(vocoder, data: str | Path, *, steps: int | None = None, sampler: st
         narrow = match_bandwidth and source_sr < sr
 
         def score(audio):
-            return _metrics(ref, band_limit(audio, sr, source_sr) if narrow else audio, sr, cfg, keys)
+            return metrics_of(ref, band_limit(audio, sr, source_sr) if narrow else audio, sr, cfg, keys)
 
         limited += narrow
         rows.append({"file": str(path), **score(est)})
@@ -98,15 +98,17 @@ def evaluate(vocoder, data: str | Path, *, steps: int | None = None, sampler: st
             base_rows.append({"file": str(path), **score(griffin_lim(mel, cfg, seed=seed))})
     report = {"data": str(data), "files": rows, "summary": summarise(rows, keys),
               "sampler": sampler or vocoder.sampler, "steps": steps or vocoder.steps,
-              "refine": vocoder.refine, "precision": vocoder.precision,
+              "refine": vocoder.refine,
+              "refine_momentum": vocoder.refine_momentum, "precision": vocoder.precision,
               "audio_seconds": seconds, "synthesis_seconds": synth_time, "band_limited_files": int(limited)}
     if baseline:
         report["baseline"] = {"name": baseline, "files": base_rows, "summary": summarise(base_rows, keys)}
     return report
 
 
-def _metrics(ref, est, sr, cfg: MelConfig, keys) -> dict:
-    # The log-mel distance is on the vocoder's own mel (its bands and fmax) in both the full and the fast set.
+def metrics_of(ref, est, sr, cfg: MelConfig, keys=M.METRIC_KEYS) -> dict:
+    """The metrics of ``keys`` (every one, or the three fast spectral ones) of ``est`` against ``ref``. The log-mel
+    distance is on the vocoder's own mel (its bands and fmax) in both sets."""
     mel = {"n_fft": cfg.n_fft, "hop": cfg.hop_length, "n_mels": cfg.n_mels, "fmax": cfg.fmax}
     if "mcd_db" in keys:
         return M.all_metrics(ref, est, sr, **mel)
