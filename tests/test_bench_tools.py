@@ -1,6 +1,6 @@
 """The bench helpers that interpret evaluations: bench/seeds.py pools eval reports of several seeds (means of the
 per-seed means, their range, refusal of reports run with other settings); bench/f0_frames.py scores F0 on the
-frames it says."""
+frames it says; bench/refine_variants.py reads its variants and compares F0 per file with Griffin-Lim."""
 
 from __future__ import annotations
 
@@ -13,14 +13,15 @@ from conftest import REPO
 
 sys.path.insert(0, str(REPO / "bench"))
 from f0_frames import score, summarise  # noqa: E402
+from refine_variants import f0_summary, parse_variant  # noqa: E402
 from seeds import format_table, pool  # noqa: E402
 
 
-def report(f0: float, gl_f0: float, steps: int = 6) -> dict:
+def report(f0: float, gl_f0: float, steps: int = 6, momentum: float = 0.9) -> dict:
     summary = {"f0_rmse_cents": {"mean": f0, "ci95": 1.0, "n": 20}, "stoi": {"mean": 0.97, "ci95": 0.01, "n": 20}}
     baseline = {"f0_rmse_cents": {"mean": gl_f0, "ci95": 1.0, "n": 20}}
-    return {"data": "test", "sampler": "fast", "steps": steps, "refine": 32, "precision": "auto",
-            "summary": summary, "baseline": {"name": "griffinlim", "summary": baseline}}
+    return {"data": "test", "sampler": "fast", "steps": steps, "refine": 32, "refine_momentum": momentum,
+            "precision": "auto", "summary": summary, "baseline": {"name": "griffinlim", "summary": baseline}}
 
 
 def test_pools_the_per_seed_means_of_model_and_baseline():
@@ -36,6 +37,8 @@ def test_pools_the_per_seed_means_of_model_and_baseline():
 def test_refuses_reports_of_different_settings():
     with pytest.raises(SystemExit, match="differ in steps"):
         pool([report(30.0, 40.0), report(30.0, 40.0, steps=50)])
+    with pytest.raises(SystemExit, match="differ in refine_momentum"):
+        pool([report(30.0, 40.0), report(30.0, 40.0, momentum=0.0)])
 
 
 def test_f0_frames_drops_pinned_reference_frames_and_matches_frames_across_systems():
@@ -55,3 +58,27 @@ def test_f0_frames_drops_pinned_reference_frames_and_matches_frames_across_syste
     assert s["matched"]["ours"] == pytest.approx(10.0)
     summary = summarise([s, s])
     assert summary["in_range"]["model_better"] == 2 and summary["matched"]["files"] == 2
+
+
+def test_refine_variants_reads_iterations_and_momentum_and_refuses_the_rest():
+    import argparse
+
+    assert parse_variant("32:0.9") == (32, 0.9) and parse_variant("8") == (8, 0.0)
+    for bad in ("32:1", "x:0.5", "-1:0"):
+        with pytest.raises(argparse.ArgumentTypeError, match="ITERATIONS:MOMENTUM|momentum in"):
+            parse_variant(bad)
+
+
+def test_refine_variants_averages_seeds_per_file_before_comparing_with_griffin_lim():
+    def row(file, seed, ours, gl):
+        return {"file": file, "seed": seed, "32:0.9": {"f0_rmse_cents": ours}, "griffinlim": {"f0_rmse_cents": gl}}
+
+    # File a: ours 10 and 30 (mean 20) against 25; file b: 40 against 30 and 34 (32); file c: 12 (one finite seed)
+    # against 14.
+    rows = [row("a", 0, 10.0, 25.0), row("a", 1, 30.0, 25.0), row("b", 0, 40.0, 30.0), row("b", 1, 40.0, 34.0),
+            row("c", 0, 12.0, 14.0), row("c", 1, float("nan"), 14.0)]
+    s = f0_summary(rows, ["32:0.9", "griffinlim"])["32:0.9"]
+    assert s["files"] == 3 and s["better_than_gl"] == 2  # a and c
+    assert s["mean"] == pytest.approx((20 + 40 + 12) / 3) and s["median"] == pytest.approx(20.0)
+    low, high = s["diff_ci95"]  # the differences are -5, +8, -2
+    assert -5 <= low < (8 - 5 - 2) / 3 < high <= 8
