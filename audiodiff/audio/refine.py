@@ -101,7 +101,8 @@ def _refine(audio: torch.Tensor, log_mel: torch.Tensor, fn: MelSpectrogram, iter
     frames = min(c.num_frames(x.shape[-1]), target.shape[-1])
     window, norm = _window_norm(fn, frames)
     for _ in range(iters):
-        y = x + momentum * (x - prev) if momentum else x  # prev is x's predecessor (audio itself at first)
+        # x + momentum * (x - prev) in one kernel; prev is x's predecessor (the input itself at first)
+        y = torch.lerp(prev, x, 1 + momentum) if momentum else x
         prev = x
         spec = fn.stft(y)  # [B, bins, frames]
         mel = fbank @ fn.magnitude(spec)  # [B, n_mels, frames]
