@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
+import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import torch
@@ -60,3 +64,25 @@ def append_markdown(path, title: str, columns: list[str], rows: list[dict]) -> N
         lines.append("| " + " | ".join(cells) + " |")
     with open(path, "a") as f:
         f.write("\n".join(lines) + "\n")
+
+
+def add_copysynth_args(ap, seeds: list[int]) -> None:
+    """The options of the benches that vocode a test split and score it on the CPU (f0_frames, refine_variants)."""
+    ap.add_argument("--data", required=True, help="a folder of recordings (e.g. speech-16k-multi/test)")
+    ap.add_argument("--model", help="an exported vocoder [default: the bundled one]")
+    ap.add_argument("--seeds", type=int, nargs="+", default=seeds)
+    ap.add_argument("--limit", type=int, default=0, help="first N files in sorted order (0: all)")
+    ap.add_argument("--device", help="cpu or cuda [default: cuda when available]")
+    ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
+    ap.add_argument("--out", help="write the per-file rows and the summaries here (JSON)")
+
+
+def _own_numba_cache() -> None:  # parallel writers to one numba cache once crashed the suite (copysynth_suite.sh)
+    os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="numba-")
+
+
+def metric_pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes for CPU metrics (pYIN dominates): spawned, since the parent may hold CUDA, and each with
+    its own numba cache. A module that submits to it imports librosa inside its functions, not at the top: the
+    workers import that module before their initializer runs."""
+    return ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_own_numba_cache)

@@ -21,26 +21,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
-import tempfile
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import add_copysynth_args, metric_pool  # noqa: E402
 
 SEMITONE = 2 ** (1 / 12)
 WAYS = ("as_defined", "in_range", "matched")
 # audiodiff.eval.metrics (and with it librosa and numba) is imported inside the functions: the spawned workers
 # import this module before their initializer sets NUMBA_CACHE_DIR.
-
-
-def _init_worker() -> None:  # parallel writers to one numba cache once crashed the suite (copysynth_suite.sh)
-    os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="numba-")
 
 
 def track(audio: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
@@ -80,13 +74,7 @@ def summarise(rows: list[dict]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", required=True, help="a folder of recordings (e.g. speech-16k-multi/test)")
-    ap.add_argument("--model", help="an exported vocoder [default: the bundled one]")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
-    ap.add_argument("--limit", type=int, default=0, help="first N files in sorted order (0: all)")
-    ap.add_argument("--device", help="cpu or cuda [default: cuda when available]")
-    ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
-    ap.add_argument("--out", help="write the per-file rows and the summaries here (JSON)")
+    add_copysynth_args(ap, seeds=[0, 1, 2, 3])
     args = ap.parse_args()
 
     import soundfile as sf
@@ -100,7 +88,7 @@ def main() -> None:
     files = files[:args.limit] if args.limit else files
     voc = Vocoder.from_pretrained(args.model, device=args.device)
     sr = voc.sample_rate
-    pool = ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"), initializer=_init_worker)
+    pool = metric_pool(args.workers)
     jobs = {}  # (file index, "ref" | (seed, "ours" | "base")) -> future of track()
     for i, path in enumerate(files):
         ref, _ = load_audio(path, sr)

@@ -23,20 +23,15 @@ import json
 import os
 import statistics
 import sys
-import tempfile
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import add_copysynth_args, metric_pool  # noqa: E402
 
 GL = "griffinlim"
-
-
-def _init_worker() -> None:  # parallel writers to one numba cache once crashed the suite (copysynth_suite.sh)
-    os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="numba-")
 
 
 def parse_variant(text: str) -> tuple[int, float]:
@@ -101,16 +96,10 @@ def f0_summary(rows: list[dict], names: list[str]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", required=True, help="a folder of recordings (e.g. speech-16k-multi/test)")
+    add_copysynth_args(ap, seeds=[0, 1])
     ap.add_argument("--variants", type=parse_variant, nargs="+", required=True, help="ITERATIONS:MOMENTUM ...")
-    ap.add_argument("--model", help="an exported vocoder [default: the bundled one]")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--seconds", type=float, default=0, help="score the first N seconds of each file (0: all)")
-    ap.add_argument("--limit", type=int, default=0, help="first N files in sorted order (0: all)")
     ap.add_argument("--cache", type=Path, help="keep raw outputs here (DIR/seedS/PARENT__NAME.npz) for reuse")
-    ap.add_argument("--device", help="cpu or cuda [default: cuda when available]")
-    ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
-    ap.add_argument("--out", help="write the per-file rows and the summaries here (JSON)")
     args = ap.parse_args()
 
     import soundfile as sf
@@ -126,7 +115,7 @@ def main() -> None:
     voc = Vocoder.from_pretrained(args.model, device=args.device, refine=0)
     sr, hop = voc.sample_rate, voc.hop_length
     names = [f"{i}:{m:g}" for i, m in args.variants] + [GL]
-    pool = ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"), initializer=_init_worker)
+    pool = metric_pool(args.workers)
     jobs = []  # (file, seed, {system: future})
     for k, path in enumerate(files):
         ref, _ = load_audio(path, sr)
