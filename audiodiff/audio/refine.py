@@ -26,7 +26,7 @@ from torch.nn import functional as F
 from audiodiff.audio.mel import MelSpectrogram, decompress
 
 ITERATIONS = 32  # the default: on both speech test splits 32 beat 8 on every metric (docs/quality.md)
-MOMENTUM = 0.9  # the default: with it 32 iterations beat 32 without on every metric of both splits (docs/quality.md)
+MOMENTUM = 0.9  # the default: 32 iterations with it beat 32 without on every metric of both splits (docs/quality.md)
 
 
 def _overlap_add(frames: torch.Tensor, hop: int) -> torch.Tensor:
