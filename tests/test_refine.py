@@ -45,15 +45,16 @@ def test_overlap_add_matches_fold(n_fft, hop):
     torch.testing.assert_close(_overlap_add(frames, hop), fold)
 
 
-def test_refine_restores_a_wrong_envelope():
+@pytest.mark.parametrize("momentum", [0.0, 0.9])  # plain iterations, and the default
+def test_refine_restores_a_wrong_envelope(momentum):
     fn = MelSpectrogram(MelConfig())
     x = _speechlike()
     target = fn(x)
     t = torch.linspace(0, 1, x.shape[-1])
     wrong = x * (0.3 + 0.5 * t)  # too quiet, unevenly
     before = (fn(wrong) - target).abs().mean()
-    after_one = (fn(refine(wrong, target, fn, iters=1)) - target).abs().mean()
-    after = (fn(refine(wrong, target, fn, iters=8)) - target).abs().mean()
+    after_one = (fn(refine(wrong, target, fn, iters=1, momentum=momentum)) - target).abs().mean()
+    after = (fn(refine(wrong, target, fn, iters=8, momentum=momentum)) - target).abs().mean()
     assert before > 0.5 and after_one < 0.5 * before and after < after_one
     assert torch.equal(refine(wrong, target, fn, iters=0), wrong)
     assert refine(wrong, target, fn).shape == wrong.shape
