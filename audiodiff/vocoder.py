@@ -203,8 +203,9 @@ class Vocoder:
         def run(wav, mel):
             return refine_to_mel(wav, mel, self._mel_fn, self.refine, momentum=self.refine_momentum).clamp(-1, 1)
 
-        _, graphs = self._runner()
-        return graphs(("refine", self.refine), run, wav, mel) if graphs is not None else run(wav, mel)
+        _, graphs = self._runner()  # the key holds every setting that run() bakes into a captured graph
+        key = ("refine", self.refine, self.refine_momentum)
+        return graphs(key, run, wav, mel) if graphs is not None else run(wav, mel)
 
     def _chunks(self, frames: int) -> list[tuple[int, int]]:
         """Frame ranges of equal length ``chunk_frames`` overlapping by at least ``overlap_frames``; the last

@@ -108,6 +108,7 @@ def main() -> None:
     from audiodiff.audio.io import load_audio
     from audiodiff.audio.refine import refine
     from audiodiff.data.files import find_audio_files
+    from audiodiff.eval.copysynth import summarise
     from audiodiff.vocoder import Vocoder
 
     files = find_audio_files(args.data)
@@ -136,8 +137,7 @@ def main() -> None:
     rows = [{"file": f, "seed": s, **{n: fut.result() for n, fut in futures.items()}} for f, s, futures in jobs]
     pool.shutdown()
     metrics = [k for k, v in rows[0][GL].items() if v is not None]
-    means = {n: {k: statistics.fmean(r[n][k] for r in rows if r[n][k] is not None and np.isfinite(r[n][k]))
-                 for k in metrics} for n in names}
+    means = {n: {k: v["mean"] for k, v in summarise([r[n] for r in rows], metrics).items()} for n in names}
     f0 = f0_summary(rows, names)
     print(f"{len(files)} files x seeds {args.seeds}; mean over files and seeds")
     print(f"{'metric':<20}" + "".join(f"{n:>12}" for n in names))

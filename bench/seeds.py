@@ -16,7 +16,7 @@ import statistics
 import sys
 from pathlib import Path
 
-SAME = ("data", "sampler", "steps", "refine", "refine_momentum", "precision")  # what must match for the seeds to be pooled
+SAME = ("data", "sampler", "steps", "refine", "refine_momentum", "precision")  # must match for seeds to be pooled
 
 
 def pool(reports: list[dict]) -> dict[str, dict[str, dict[str, float]]]:

@@ -265,6 +265,29 @@ def test_refinement_runs_with_the_vocoders_iterations_and_momentum(mel):
     assert tiny_vocoder().refine_momentum == 0.9  # the default
 
 
+def test_a_replayed_refinement_follows_changed_settings(mel, monkeypatch):
+    # On a GPU each kind of call is replayed from a CUDA graph found by its key, with the settings of the call that
+    # captured it baked in. A stand-in that replays by key alone (on the CPU) shows that a changed momentum or
+    # iteration count gets its own graph instead of the old one.
+    voc = tiny_vocoder(refine=5)
+    captured = {}
+
+    def replay(key, fn, *inputs):
+        key = key + tuple(tuple(t.shape) for t in inputs)
+        if key not in captured:
+            captured[key] = fn(*inputs)
+        return captured[key].clone()
+
+    monkeypatch.setattr(voc, "_runner", lambda: (voc.denoiser, replay))
+    first = voc(mel, seed=0)
+    for refine, momentum in ((5, 0.0), (3, 0.0)):
+        voc.refine, voc.refine_momentum = refine, momentum
+        out = voc(mel, seed=0)
+        expected = tiny_vocoder(refine=refine, refine_momentum=momentum)(mel, seed=0)
+        np.testing.assert_allclose(out, expected, atol=1e-6)
+        assert not np.allclose(out, first)
+
+
 def _random_vocoder(**kwargs):
     voc = tiny_vocoder(layers=6, channels=16, **kwargs)
     torch.manual_seed(1)

@@ -98,8 +98,7 @@ def evaluate(vocoder, data: str | Path, *, steps: int | None = None, sampler: st
             base_rows.append({"file": str(path), **score(griffin_lim(mel, cfg, seed=seed))})
     report = {"data": str(data), "files": rows, "summary": summarise(rows, keys),
               "sampler": sampler or vocoder.sampler, "steps": steps or vocoder.steps,
-              "refine": vocoder.refine,
-              "refine_momentum": vocoder.refine_momentum, "precision": vocoder.precision,
+              "refine": vocoder.refine, "refine_momentum": vocoder.refine_momentum, "precision": vocoder.precision,
               "audio_seconds": seconds, "synthesis_seconds": synth_time, "band_limited_files": int(limited)}
     if baseline:
         report["baseline"] = {"name": baseline, "files": base_rows, "summary": summarise(base_rows, keys)}
