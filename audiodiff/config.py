@@ -46,6 +46,8 @@ class DiffusionConfig:
     loss: str = "l1"  # "l1" (DiffWave) or "l2"
     sampler: str = "fast"  # default sampler at inference
     sample_steps: int = 6  # default number of sampling steps
+    prior: str = "none"  # "energy": noise std follows the mel's frame energy (PriorGrad; audio/prior.py)
+    prior_floor: float = 0.01  # the energy prior's smallest std (the RMS of a quiet room at -40 dBFS)
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the backbone for the training step (GPU only; ignored on the CPU)
     label_dropout: float = 0.1  # class-conditional models: share of labels replaced by the null class (CFG)
     init: str | None = None  # start from an exported model's weights (fine-tuning); "pretrained": the bundled one
+    mel_loss: float = 0.0  # > 0: add this weight times the log-mel L1 of the denoised estimate (waveform models)
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,8 @@ SECTIONS = {"mel": MelConfig, "model": ModelConfig, "diffusion": DiffusionConfig
 
 
 # String keys with a fixed set of values that no other module checks before training starts.
-CHOICES = {"train.precision": ("auto", "bf16", "fp16", "fp32"), "train.lr_decay": ("none", "cosine")}
+CHOICES = {"train.precision": ("auto", "bf16", "fp16", "fp32"), "train.lr_decay": ("none", "cosine"),
+           "diffusion.prior": ("none", "energy")}
 
 
 def _nearest(key: str, valid, cutoff: float = 0.5, list_valid: bool = True) -> str:
@@ -169,7 +173,14 @@ def recipe_from_dict(raw: dict | None) -> Recipe:
     for key in raw:
         if key not in SECTIONS:
             raise AudiodiffError(f"unknown recipe section {key!r}{_nearest(key, SECTIONS)}")
-    return Recipe(**{name: _build(cls, name, raw.get(name, {}) or {}) for name, cls in SECTIONS.items()})
+    recipe = Recipe(**{name: _build(cls, name, raw.get(name, {}) or {}) for name, cls in SECTIONS.items()})
+    if recipe.diffusion.prior != "none" and not (recipe.model.arch == "diffwave" and recipe.model.conditional):
+        raise AudiodiffError(f"diffusion.prior {recipe.diffusion.prior!r} shapes noise by the conditioning mel: it "
+                             f"needs a mel-conditioned diffwave model; set diffusion.prior: none")
+    if recipe.diffusion.prior_floor <= 0:
+        raise AudiodiffError(f"diffusion.prior_floor must be > 0 (the smallest noise std), got "
+                             f"{recipe.diffusion.prior_floor}")
+    return recipe
 
 
 def apply_overrides(raw: dict, overrides) -> dict:

@@ -18,6 +18,7 @@ import torch
 
 from audiodiff import artifacts
 from audiodiff.audio.mel import MelConfig, MelSpectrogram
+from audiodiff.audio.prior import prior_std
 from audiodiff.audio.refine import ITERATIONS as REFINE_ITERATIONS
 from audiodiff.audio.refine import MOMENTUM as REFINE_MOMENTUM
 from audiodiff.audio.refine import refine as refine_to_mel
@@ -227,12 +228,19 @@ class Vocoder:
         ramp = self.overlap_frames * hop
         seed_t = torch.tensor(seed, dtype=torch.int64, device=mel.device)
 
-        def sample(part, offsets, rows, seed_t):  # device tensors in, waveforms out: capturable as one graph
+        # The shaped prior's std (audio/prior.py) of the whole mel, sliced per chunk, so chunks agree with whole
+        # synthesis; the samplers run in the coordinates x / std (diffusion/denoiser.py).
+        std = prior_std(self._mel_fn, mel, self.diffusion_config.prior, self.diffusion_config.prior_floor)
+
+        def sample(part, offsets, rows, seed_t, *std_part):  # device tensors in, waveforms out: one graph
             noise = positional_noise(seed_t, offsets, rows)
             x = prior((part.shape[0], 1, part.shape[-1] * hop), float(sigmas[0]), device=part.device,
                       noise_sampler=noise)
             extra = {"cond": self.net.upsample(part)} if self.model_config.conditional else {}
-            return SAMPLERS[sampler](runner, x, sigmas, noise_sampler=noise, extra_args=extra)
+            if not std_part:
+                return SAMPLERS[sampler](runner, x, sigmas, noise_sampler=noise, extra_args=extra)
+            y = SAMPLERS[sampler](runner, x, sigmas, noise_sampler=noise, extra_args={**extra, "std": std_part[0]})
+            return y * std_part[0]
 
         # (row, chunk index): chunks of one length, so any group stacks into one batch.
         jobs = [(b, i) for i in range(len(chunks)) for b in range(B)]
@@ -241,10 +249,13 @@ class Vocoder:
             part = torch.stack([mel[b, :, chunks[i][0]:chunks[i][1]] for b, i in group])  # [G, n_mels, frames]
             rows = torch.tensor([b for b, _ in group], device=mel.device)
             offsets = torch.tensor([chunks[i][0] * hop for _, i in group], device=mel.device)
+            args = (part, offsets, rows, seed_t)
+            if std is not None:  # [G, 1, frames * hop]
+                args += (torch.stack([std[b, :, chunks[i][0] * hop: chunks[i][1] * hop] for b, i in group]),)
             if graphs is not None:
-                y = graphs((sampler, tuple(sigmas.tolist())), sample, part, offsets, rows, seed_t)
+                y = graphs((sampler, tuple(sigmas.tolist())), sample, *args)
             else:
-                y = sample(part, offsets, rows, seed_t)
+                y = sample(*args)
             y = y.clamp(-1, 1)[:, 0]
             for (b, i), wave in zip(group, y):
                 a, e = chunks[i]

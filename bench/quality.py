@@ -1,7 +1,7 @@
 """Copy-synthesis quality on a test folder: the reference distance (docs/benchmarks.md) for one model or for
 every checkpoint of a run (time-to-quality), plus the Griffin-Lim floor.
 
-    python bench/quality.py --model DIR --data speech-22k/test [--steps 6 50] [--out q.json]
+    python bench/quality.py --model DIR --data speech-22k/test [--steps 6 50] [--refine 0] [--out q.json]
     python bench/quality.py --run RUN_DIR --data speech-22k/valid --steps 6 --out curve.json --png curve.png
 """
 
@@ -40,13 +40,15 @@ def main() -> None:
     ap.add_argument("--data", required=True)
     ap.add_argument("--steps", type=int, nargs="+", default=[6, 50])
     ap.add_argument("--limit", type=int, default=16)
+    ap.add_argument("--refine", type=int, help="mel-consistency iterations (0: the network's raw output, as the "
+                    "reference rows of REFERENCE.md) [default: the Vocoder's]")
     ap.add_argument("--out")
     ap.add_argument("--png", help="with --run: plot distance against training minutes into this PNG")
     args = ap.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    result = {**describe(), "data": args.data, "rows": []}
+    result = {**describe(), "data": args.data, "refine": args.refine, "rows": []}
     if args.model:
-        voc = Vocoder.from_pretrained(args.model, device=device)
+        voc = Vocoder.from_pretrained(args.model, device=device, refine=args.refine)
         for i, steps in enumerate(args.steps):
             row = score(voc, args.data, steps, "griffinlim" if i == 0 else None, args.limit)
             result["rows"].append(row)
@@ -55,7 +57,8 @@ def main() -> None:
         for path in list_checkpoints(Path(args.run)):
             minutes = float(load_checkpoint(path)["elapsed"]) / 60
             with tempfile.TemporaryDirectory() as tmp:
-                voc = Vocoder.from_pretrained(export(args.run, tmp, checkpoint=path), device=device)
+                voc = Vocoder.from_pretrained(export(args.run, tmp, checkpoint=path), device=device,
+                                              refine=args.refine)
                 for steps in args.steps:
                     row = {"checkpoint": path.name, "minutes": minutes, **score(voc, args.data, steps,
                                                                                  limit=args.limit)}

@@ -33,11 +33,13 @@ def main() -> None:
     ap.add_argument("--compile-mode", default=None, help="torch.compile mode, e.g. reduce-overhead (CUDA graphs)")
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="recipe override, e.g. --set diffusion.prior=energy --set train.mel_loss=1 (repeatable)")
     ap.add_argument("--out")
     ap.add_argument("--md", help="append the rows as a markdown table to this file (e.g. docs/benchmarks.md)")
     args = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    recipe = load_recipe(args.recipe)
+    recipe = load_recipe(args.recipe, args.overrides)
     net = build_backbone(recipe.model, recipe.mel).to(device)
     model = torch.compile(net, mode=args.compile_mode) if args.compile else net
     denoiser = build_denoiser(model, recipe.diffusion)
@@ -75,7 +77,8 @@ def main() -> None:
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
     sps = args.steps / dt
-    row = {**describe(), "bench": "train_speed", "precision": args.precision, "compile": args.compile,
+    row = {**describe(), "bench": "train_speed", "overrides": args.overrides, "precision": args.precision,
+           "compile": args.compile,
            "compile_mode": args.compile_mode,
            "batch": args.batch, "samples": n * hop, "steps_per_s": sps,
            "audio_s_per_s": sps * args.batch * n * hop / recipe.mel.sample_rate,

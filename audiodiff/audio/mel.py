@@ -144,6 +144,27 @@ class MelSpectrogram(nn.Module):
             mel = _compress(torch.matmul(self.fbank, self.magnitude(spec)), c.log)  # [N, n_mels, frames]
         return mel.reshape(*lead, c.n_mels, mel.shape[-1])
 
+    def frame_rms(self, mel: torch.Tensor) -> torch.Tensor:
+        """An estimate of each frame's RMS amplitude from its log-mel ``[..., n_mels, frames]`` -> ``[..., frames]``.
+
+        For Gaussian noise of variance ``s^2`` the STFT magnitude is Rayleigh with mean ``sqrt(pi) / 2 * s *
+        ||window||`` (divided by ``||window||`` when ``normalized``), so band ``m`` of the mel has mean ``s * g_m`` with
+        ``g_m`` that times the filter's sum. Each band gives ``(mel_m / g_m)^2`` as an estimate of the power density
+        it covers; their mean weighted by the filters' widths in bins, times the share of the spectrum that the
+        filterbank spans, estimates the frame's variance. Exact for white noise; for other signals a scale that
+        follows the energy, which is what a prior needs (PriorGrad's, Lee et al. 2022, section 3.2)."""
+        c = self.config
+        fb = self.fbank  # [n_mels, F]
+        rayleigh = (torch.pi ** 0.5) / 2 * (1.0 if c.normalized else float(self.window.square().sum().sqrt()))
+        gain = rayleigh * fb.sum(1)  # [n_mels]: mean band value per unit of noise std
+        width = fb.sum(1) / fb.amax(1).clamp(min=1e-12)  # [n_mels]: the filters' equivalent widths in bins
+        fmax = c.fmax if c.fmax is not None else c.sample_rate / 2
+        share = (fmax - c.fmin) / (c.sample_rate / 2)
+        with torch.autocast(mel.device.type, enabled=False):
+            power = (decompress(mel.float(), c.log) / gain[:, None]).square()  # [..., n_mels, frames]
+            density = (power * width[:, None]).sum(-2) / width.sum()
+            return (density * share).sqrt()
+
 
 def decompress(mel: torch.Tensor, log: str) -> torch.Tensor:
     """The inverse of the log compression (above its floor): log-mel -> mel magnitude."""

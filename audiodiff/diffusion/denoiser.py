@@ -11,6 +11,12 @@ conditioned on a (fractional) step index; this wrapper is the only place that co
                      so x0 = alpha x_vp - s v.
 
 ``loss`` is the matching training objective, one value per example (the loop reduces).
+
+A shaped prior (PriorGrad, Lee et al. 2022: noise ``N(0, diag(std^2))``) is a change of coordinates: with
+``std`` among the keyword arguments, ``x`` is ``y = x_data / std`` and the backbone sees ``y * std``, so the
+samplers, which only ever see ``y``, start from and inject standard noise as before, and the caller multiplies
+their result by ``std``. The eps (or v) the backbone predicts is the whitened one, so the loss on it is
+PriorGrad's ``||eps - eps_hat||^2`` in the norm of ``Sigma^-1`` (and its L1 analogue).
 """
 
 from __future__ import annotations
@@ -45,10 +51,12 @@ class Denoiser:
         alpha = (1 + sigma**2).rsqrt()  # sqrt(alpha_bar)
         return sigma, alpha
 
-    def raw(self, x: torch.Tensor, sigma: torch.Tensor, **cond) -> torch.Tensor:
-        """The backbone's own output (eps or v) at VE input ``x`` and noise level ``sigma`` ``[B]``."""
+    def raw(self, x: torch.Tensor, sigma: torch.Tensor, std: torch.Tensor | None = None, **cond) -> torch.Tensor:
+        """The backbone's own output (eps or v) at VE input ``x`` (``x / std`` with a shaped prior) and noise
+        level ``sigma`` ``[B]``."""
         _, alpha = self._scalings(sigma, x)
         t = self.schedule.t_from_sigma(sigma).to(torch.float32)
+        x = x if std is None else x * std
         return self.net((x * alpha).to(x.dtype), t, **cond)
 
     def x0_from_raw(self, x: torch.Tensor, sigma: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -61,14 +69,23 @@ class Denoiser:
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **cond) -> torch.Tensor:
         return self.x0_from_raw(x, sigma, self.raw(x, sigma, **cond))
 
-    def loss(self, x0: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor, **cond) -> torch.Tensor:
-        """Per-example training loss at noise levels ``sigma [B]`` with Gaussian ``noise`` shaped like ``x0``."""
+    def loss(self, x0: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor, std: torch.Tensor | None = None,
+             with_x0: bool = False, **cond):
+        """Per-example training loss at noise levels ``sigma [B]`` with standard Gaussian ``noise`` shaped like
+        ``x0``, shaped by the prior's ``std`` when given. ``with_x0``: also return the denoised estimate of ``x0``
+        (in the data's coordinates), for auxiliary losses."""
         s, alpha = self._scalings(sigma, x0)
-        out = self.raw(x0 + s * noise, sigma, **cond).float()
-        target = noise if self.prediction == "eps" else alpha * noise - (s * alpha) * x0
+        y0 = x0 if std is None else x0 / std  # whitened data (PriorGrad)
+        y = y0 + s * noise
+        out = self.raw(y, sigma, std=std, **cond).float()
+        target = noise if self.prediction == "eps" else alpha * noise - (s * alpha) * y0
         err = out - target.float()
         err = err.abs() if self.loss_type == "l1" else err.square()
-        return err.flatten(1).mean(1)
+        loss = err.flatten(1).mean(1)
+        if not with_x0:
+            return loss
+        x0_hat = self.x0_from_raw(y.float(), sigma, out)
+        return loss, x0_hat if std is None else x0_hat * std
 
     def sample_training_sigma(self, batch: int, generator=None, device=None) -> torch.Tensor:
         """Noise levels of uniformly drawn integer training steps (DiffWave Algorithm 1)."""

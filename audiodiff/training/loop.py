@@ -34,7 +34,7 @@ from audiodiff.factory import build_backbone, build_denoiser
 from audiodiff.training import checkpoint as ckpt
 from audiodiff.training import distributed
 from audiodiff.training.ema import EMA
-from audiodiff.training.targets import check_image_crops, diffusion_inputs
+from audiodiff.training.targets import check_image_crops, diffusion_inputs, mel_loss
 from audiodiff.training.validate import validate
 
 log = logging.getLogger("audiodiff")
@@ -136,12 +136,18 @@ def train_step(denoiser, mel_fn, batch, gen, device, amp_dtype, recipe: Recipe):
     with torch.no_grad():
         mel = mel_fn(segment, pad=False)  # [B, n_mels, N]
     sigma = denoiser.sample_training_sigma(audio.shape[0], generator=gen)
-    x0, cond = diffusion_inputs(recipe, audio, mel)  # waveform, or log-mel image for unet2d
+    x0, cond = diffusion_inputs(recipe, audio, mel, mel_fn)  # waveform, or log-mel image for unet2d
     noise = torch.randn(x0.shape, generator=gen, device=device)
     if recipe.model.num_classes:  # drawn after the noise: the waveform path's random stream is unchanged
         cond["class_labels"] = drop_labels(batch["label"].to(device), recipe.train.label_dropout, gen)
     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-        return denoiser.loss(x0, sigma, noise, **cond).mean()
+        if not recipe.train.mel_loss:
+            return denoiser.loss(x0, sigma, noise, **cond).mean()
+        loss, x0_hat = denoiser.loss(x0, sigma, noise, with_x0=True, **cond)
+        # Weighted by the signal's share alpha^2 = 1 / (1 + sigma^2): at high noise no estimate can match the mel,
+        # and the error of x0_hat grows with sigma (x0_hat = x - sigma eps_hat).
+        aux = mel_loss(mel_fn, x0_hat, mel) / (1 + sigma.float().square())
+        return loss.mean() + recipe.train.mel_loss * aux.mean()
 
 
 def backward(loss, net, opt, scaler, clip: float, world: int):

@@ -45,7 +45,7 @@ def validate(model, recipe: Recipe, valid_set, mel_fn, writer, step: int, device
     mel = mel_fn(torch.stack([b["segment"] for b in batch]).to(device), pad=False)
     gen = torch.Generator(device=device).manual_seed(1234)
     sigma = denoiser.sample_training_sigma(len(batch), generator=gen)
-    x0, cond = diffusion_inputs(recipe, audio, mel)
+    x0, cond = diffusion_inputs(recipe, audio, mel, mel_fn)
     noise = torch.randn(x0.shape, generator=gen, device=device)
     if recipe.model.num_classes:
         cond["class_labels"] = torch.stack([b["label"] for b in batch]).to(device)
