@@ -47,7 +47,8 @@ class DiffusionConfig:
     sampler: str = "fast"  # default sampler at inference
     sample_steps: int = 6  # default number of sampling steps
     prior: str = "none"  # "energy": noise std follows the mel's frame energy (PriorGrad; audio/prior.py)
-    prior_floor: float = 0.01  # the energy prior's smallest std (the RMS of a quiet room at -40 dBFS)
+    prior_floor: float = 0.1  # the energy prior's smallest std (PriorGrad's 0.1)
+    prior_level: float = 0.1  # frame RMS that gets the full std 1 (-20 dBFS: loud speech); quieter frames less
 
 
 @dataclass(frozen=True)
@@ -177,9 +178,9 @@ def recipe_from_dict(raw: dict | None) -> Recipe:
     if recipe.diffusion.prior != "none" and not (recipe.model.arch == "diffwave" and recipe.model.conditional):
         raise AudiodiffError(f"diffusion.prior {recipe.diffusion.prior!r} shapes noise by the conditioning mel: it "
                              f"needs a mel-conditioned diffwave model; set diffusion.prior: none")
-    if recipe.diffusion.prior_floor <= 0:
-        raise AudiodiffError(f"diffusion.prior_floor must be > 0 (the smallest noise std), got "
-                             f"{recipe.diffusion.prior_floor}")
+    if not 0 < recipe.diffusion.prior_floor <= 1 or recipe.diffusion.prior_level <= 0:
+        raise AudiodiffError(f"diffusion.prior_floor must lie in (0, 1] and prior_level be > 0, got "
+                             f"{recipe.diffusion.prior_floor} and {recipe.diffusion.prior_level}")
     return recipe
 
 

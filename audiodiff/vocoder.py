@@ -230,7 +230,8 @@ class Vocoder:
 
         # The shaped prior's std (audio/prior.py) of the whole mel, sliced per chunk, so chunks agree with whole
         # synthesis; the samplers run in the coordinates x / std (diffusion/denoiser.py).
-        std = prior_std(self._mel_fn, mel, self.diffusion_config.prior, self.diffusion_config.prior_floor)
+        std = prior_std(self._mel_fn, mel, self.diffusion_config.prior, self.diffusion_config.prior_floor,
+                        self.diffusion_config.prior_level)
 
         def sample(part, offsets, rows, seed_t, *std_part):  # device tensors in, waveforms out: one graph
             noise = positional_noise(seed_t, offsets, rows)

@@ -50,14 +50,17 @@ def test_frame_rms_follows_the_level_frame_by_frame():
 def test_prior_std_is_floored_interpolated_and_none_without_a_prior():
     fn = MelSpectrogram(MelConfig())
     mel = fn(torch.cat([torch.zeros(11025), 0.3 * torch.randn(11025, generator=torch.Generator().manual_seed(2))]))
-    std = prior_std(fn, mel.unsqueeze(0), "energy", 0.01)
+    std = prior_std(fn, mel.unsqueeze(0), "energy", 0.1, 0.1)
     assert std.shape == (1, 1, mel.shape[-1] * HOP)
-    assert std.min().item() == pytest.approx(0.01)  # digital silence sits on the floor
-    assert std.max().item() > 0.1
-    assert prior_std(fn, mel.unsqueeze(0), "none", 0.01) is None
+    assert std.min().item() == pytest.approx(0.1)  # digital silence sits on the floor
+    assert std.max().item() == pytest.approx(1.0)  # noise at 0.3 RMS is above the 0.1 level: the plain std
+    half = prior_std(fn, fn(0.05 * torch.randn(22050, generator=torch.Generator().manual_seed(3)))[None], "energy",
+                     0.1, 0.1)
+    assert 0.4 < half[0, 0, 4 * HOP: -4 * HOP].mean().item() < 0.6  # RMS 0.05 at level 0.1: std about 1/2
+    assert prior_std(fn, mel.unsqueeze(0), "none", 0.1, 0.1) is None
     # Linear between frame centres: no jump larger than one frame's change spread over a hop.
     steps = std[0, 0].diff().abs()
-    assert steps.max().item() <= (std.max().item() - 0.01) / HOP * 1.01
+    assert steps.max().item() <= (1.0 - 0.1) / HOP * 1.01
 
 
 class _Probe(torch.nn.Module):
@@ -160,7 +163,7 @@ def test_vocoder_samples_with_the_prior_for_every_sampler(name, demo_mel):
 
 
 def test_silent_frames_stay_quiet_with_the_prior(demo_mel):
-    # Half the mel replaced by digital silence: the prior's std there is the floor, and the output follows it.
+    # Half the mel replaced by digital silence: the prior's std there is the floor (0.1), and the output follows.
     mel = torch.from_numpy(demo_mel[:, :80]).clone()
     mel[:, 40:] = np.log(1e-5)
     out = _energy_vocoder(refine=0)(mel, seed=2)
@@ -191,7 +194,7 @@ def test_saved_model_reloads_with_its_prior(tmp_path, demo_mel):
     voc = _energy_vocoder(refine=0)
     voc.save_pretrained(tmp_path / "m")
     again = Vocoder.from_pretrained(tmp_path / "m", device="cpu", refine=0)
-    assert again.diffusion_config.prior == "energy" and again.diffusion_config.prior_floor == 0.01
+    assert again.diffusion_config.prior == "energy" and again.diffusion_config.prior_floor == 0.1
     mel = torch.from_numpy(demo_mel[:, :30])
     torch.testing.assert_close(again(mel, seed=0), voc(mel, seed=0), rtol=0, atol=0)  # same weights and path
 

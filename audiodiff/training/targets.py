@@ -35,7 +35,8 @@ def diffusion_inputs(recipe: Recipe, audio: torch.Tensor, mel: torch.Tensor, mel
         return image.unsqueeze(1), {}  # [B, 1, n_mels, N]
     if not recipe.model.conditional:
         return audio, {}
-    std = prior_std(mel_fn, mel, recipe.diffusion.prior, recipe.diffusion.prior_floor)
+    std = prior_std(mel_fn, mel, recipe.diffusion.prior, recipe.diffusion.prior_floor,
+                    recipe.diffusion.prior_level)
     return audio, ({"mel": mel} if std is None else {"mel": mel, "std": std})
 
 
