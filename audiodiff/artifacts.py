@@ -10,25 +10,29 @@ from pathlib import Path
 
 import torch
 
+from audiodiff import atomic
 from audiodiff.config import Recipe, recipe_from_dict
 from audiodiff.errors import AudiodiffError
 from audiodiff.factory import build_backbone
 
 SECTIONS = ("mel", "model", "diffusion")
+PAIRED_VOCODER = "vocoder"  # the subdirectory of an exported generator that holds its paired vocoder
+ENTRIES = ("config.json", "model.safetensors", PAIRED_VOCODER)  # all a model directory holds: it may be replaced
 
 
 def save(path: str | Path, net: torch.nn.Module, fmt: str, sections: dict, extra: dict | None = None,
          fp16: bool = False) -> Path:
-    """Write ``net``'s weights and ``{"format": fmt, **sections (dataclasses), **extra}`` to ``path``."""
-    from safetensors.torch import save_file
+    """Write ``net``'s weights and ``{"format": fmt, **sections (dataclasses), **extra}`` to the directory ``path``,
+    atomically: an earlier model directory there is replaced whole, a folder holding anything else is refused."""
+    from safetensors.torch import save
 
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     dtype = torch.float16 if fp16 else torch.float32
     state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in net.state_dict().items()}
-    save_file(state, str(path / "model.safetensors"))
     cfg = {"format": fmt, **{k: dataclasses.asdict(v) for k, v in sections.items()}, **(extra or {})}
-    (path / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    with atomic.replacing_dir(path, "model directory", ENTRIES) as tmp:
+        (tmp / "model.safetensors").write_bytes(save(state))
+        (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
     return path
 
 

@@ -11,9 +11,15 @@ from pathlib import Path
 
 import click
 
+from audiodiff import atomic
 from audiodiff.errors import AudiodiffError
 
 log = logging.getLogger("audiodiff")
+SEED = click.IntRange(0, 2**63 - 1)
+# The first bytes of files that people give synth instead of a .npy mel.
+MAGIC = ((b"RIFF", "a WAV audio file"), (b"fLaC", "a FLAC audio file"), (b"OggS", "an Ogg audio file"),
+         (b"ID3", "an MP3 audio file"), (b"\xff\xfb", "an MP3 audio file"), (b"\xff\xf3", "an MP3 audio file"),
+         (b"FORM", "an AIFF audio file"))
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -28,10 +34,40 @@ def _load_mel(path: Path):
 
     if not path.is_file():
         raise AudiodiffError(f"{path}: no such file; give a .npy mel saved by `audiodiff mel` or np.save")
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if not head:
+        raise AudiodiffError(f"{path}: the file is empty (0 bytes); give a .npy mel saved by `audiodiff mel` or "
+                             f"np.save")
+    kind = next((name for magic, name in MAGIC if head.startswith(magic)), None)
+    if kind is not None:
+        raise AudiodiffError(f"{path} is {kind}, not a mel; make its mel with `audiodiff mel {path} MEL.npy` "
+                             f"(or pass --model MODEL to use a model's mel settings), then synth MEL.npy")
+    if head.startswith(b"PK\x03\x04"):
+        raise AudiodiffError(f"{path} is a zip archive (np.savez?), not one .npy array; save the mel with np.save")
+    if not head.startswith(b"\x93NUMPY") and _is_text(head):
+        raise AudiodiffError(f"{path} is a text file, not a .npy mel; save mels with np.save (a text array loads "
+                             f"with np.loadtxt)")
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError) as err:
         raise AudiodiffError(f"{path}: not a numpy .npy array ({str(err)[:80]}); save mels with np.save") from None
+
+
+def _is_text(head: bytes) -> bool:
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:  # possibly cut inside a character at byte 512: judge what came before
+        text = head[:-4].decode("utf-8", errors="replace")
+    return "\ufffd" not in text and all(c.isprintable() or c in "\t\r\n\f" for c in text)
+
+
+def _max_batch_option(command):
+    """``--max-batch``: how many chunks of a long mel synth and eval run at once (``Vocoder.max_batch``)."""
+    return click.option(
+        "--max-batch", type=click.IntRange(min=1),
+        help="Mel chunks (1024 frames, 12 s) synthesised at once; peak memory grows with it, about 0.8 GiB a chunk "
+             "for the bundled model on the CPU [default: 16 on a GPU, 2 on the CPU].")(command)
 
 
 def _refine_options(command):
@@ -116,11 +152,12 @@ def mel(audio_in, mel_out, preset, model):
     import numpy as np
     import torch
 
-    from audiodiff.audio.io import load_audio
+    from audiodiff.audio.io import load_audio, save_mel
     from audiodiff.audio.mel import MelConfig, MelSpectrogram, mel_config
 
     if _same_file(audio_in, mel_out):
         raise AudiodiffError(f"output {mel_out} is the input file; choose another output path")
+    atomic.check_writable(mel_out, "mel")
     if model is not None:
         cfg_file = Path(model) / "config.json"
         if not cfg_file.is_file():
@@ -129,9 +166,11 @@ def mel(audio_in, mel_out, preset, model):
     else:
         cfg = mel_config(preset)
     audio, _ = load_audio(audio_in, cfg.sample_rate)
+    if not np.isfinite(audio).all():
+        raise AudiodiffError(f"{audio_in}: audio contains NaN or infinite samples; expected finite samples in "
+                             f"[-1, 1] (re-export it, e.g. as 16-bit PCM)")
     m = MelSpectrogram(cfg)(torch.from_numpy(audio)).numpy().astype(np.float32)
-    mel_out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(mel_out, m)
+    save_mel(mel_out, m)
     click.echo(f"wrote {mel_out}: [{m.shape[0]} bands, {m.shape[1]} frames] at {cfg.sample_rate} Hz")
 
 
@@ -141,15 +180,20 @@ def mel(audio_in, mel_out, preset, model):
 @click.option("--model", type=click.Path(path_type=Path),
               help="Exported model directory (from `audiodiff export`) [default: the bundled speech-22k "
                    "vocoder, hifigan mel].")
-@click.option("--steps", type=int, help="Sampling steps [default: the model's, usually 6].")
+@click.option("--steps", type=click.IntRange(min=1), help="Sampling steps [default: the model's, usually 6].")
 @click.option("--sampler", help="fast, ddpm, ddim, dpmpp, pc or heun [default: the model's, usually fast].")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="auto: bf16 on a GPU, fp32 on the CPU. fp32 on a GPU is the slow reference path.")
 @click.option("--no-graphs", is_flag=True, help="Do not replay CUDA graphs on a GPU (debugging).")
 @_refine_options
+@_max_batch_option
+@click.option("--no-mel-check", is_flag=True,
+              help="Vocode the mel even if its values do not fit the model's mel convention (dB, log10, [0, 1] "
+                   "or linear mels are refused by default).")
 @click.option("--device", help="cpu, cuda or cuda:N [default: cuda if available].")
-@click.option("--seed", type=int, default=0, show_default=True, help="Noise seed (same seed, same output).")
-def synth(mel_in, wav_out, model, steps, sampler, precision, no_graphs, refine, refine_momentum, device, seed):
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Noise seed (same seed, same output).")
+def synth(mel_in, wav_out, model, steps, sampler, precision, no_graphs, refine, refine_momentum, max_batch,
+          no_mel_check, device, seed):
     """Vocode a mel-spectrogram [n_mels, frames] saved as .npy into a 16-bit wav file."""
     from audiodiff.audio.io import save_audio
     from audiodiff.vocoder import Vocoder
@@ -158,9 +202,11 @@ def synth(mel_in, wav_out, model, steps, sampler, precision, no_graphs, refine, 
         raise AudiodiffError(f"output {wav_out} would overwrite the input; give a .wav path")
     if wav_out.suffix.lower() not in (".wav", ".flac"):
         raise AudiodiffError(f"output {wav_out}: synth writes audio; give a path ending in .wav or .flac")
+    atomic.check_writable(wav_out, "audio file")
     mel_arr = _load_mel(mel_in)
     voc = Vocoder.from_pretrained(model, device=device, sampler=sampler, steps=steps, precision=precision,
-                                  graphs=not no_graphs, refine=refine, refine_momentum=refine_momentum)
+                                  graphs=not no_graphs, refine=refine, refine_momentum=refine_momentum,
+                                  max_batch=max_batch, check_mel_range=not no_mel_check)
     wav = voc(mel_arr, seed=seed)
     if wav.ndim != 1:
         raise AudiodiffError("synth writes one file: give a single mel [n_mels, frames], not a batch")
@@ -171,32 +217,37 @@ def synth(mel_in, wav_out, model, steps, sampler, precision, no_graphs, refine, 
 @cli.command("eval")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("data_dir", type=click.Path(path_type=Path))
-@click.option("--steps", type=int, help="Sampling steps [default: the model's].")
+@click.option("--steps", type=click.IntRange(min=1), help="Sampling steps [default: the model's].")
 @click.option("--sampler", help="Sampler [default: the model's].")
-@click.option("--limit", type=int, default=16, show_default=True, help="First N files in sorted order (0: all).")
+@click.option("--limit", type=click.IntRange(min=0), default=16, show_default=True,
+              help="First N files in sorted order (0: all).")
 @click.option("--baseline", type=click.Choice(["griffinlim"]), help="Also score this baseline on the same mels.")
 @click.option("--fast", is_flag=True, help="Spectral distances only (skip MCD, F0, PESQ, STOI).")
 @click.option("--full-band", is_flag=True, help="Score the whole band even for recordings made at a lower rate "
               "than the model's [default: limit outputs to the recording's band].")
 @_refine_options
+@_max_batch_option
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), help="Write the JSON report here (and a .csv beside it).")
 @click.option("--device", help="cpu, cuda or cuda:N.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Draws the sampler's noise and Griffin-Lim's initial phase; F0 RMSE varies with it, so compare "
               "means over a few seeds.")
-def eval_cmd(model, data_dir, steps, sampler, limit, baseline, fast, full_band, refine, refine_momentum, precision,
-             out, device, seed):
+def eval_cmd(model, data_dir, steps, sampler, limit, baseline, fast, full_band, refine, refine_momentum, max_batch,
+             precision, out, device, seed):
     """Copy-synthesis evaluation of MODEL on the recordings in DATA_DIR.
 
     Each file's mel (the model's preset) is vocoded and compared with the original: the reference distance
     of docs/benchmarks.md, multi-resolution STFT, log-mel L1, MCD, F0 RMSE (cents), V/UV error, and PESQ/STOI
-    when installed (pip install audiodiff[metrics]). Means with 95% confidence intervals.
+    when installed (pip install audiodiff[metrics]). Means with 95% confidence intervals. Files that cannot be
+    read are skipped and listed at the end (and under "skipped" in the JSON report).
     """
     from audiodiff.eval.copysynth import evaluate, format_summary, write_report
     from audiodiff.vocoder import Vocoder
 
-    voc = Vocoder.from_pretrained(None if str(model) == "default" else model, device=device,
+    if out:
+        atomic.check_writable(out, "eval report")
+    voc = Vocoder.from_pretrained(None if str(model) == "default" else model, device=device, max_batch=max_batch,
                                   refine=refine, refine_momentum=refine_momentum, precision=precision)
     report = evaluate(voc, data_dir, steps=steps, sampler=sampler, limit=limit or None, baseline=baseline,
                       full=not fast, seed=seed, match_bandwidth=not full_band)
@@ -210,10 +261,12 @@ def eval_cmd(model, data_dir, steps, sampler, limit, baseline, fast, full_band, 
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--data", "data", required=True, type=click.Path(path_type=Path),
               help="Validation recordings (never the test set you report on).")
-@click.option("--steps", type=int, default=6, show_default=True, help="Number of sampling steps to tune for.")
-@click.option("--clips", type=int, default=8, show_default=True, help="How many files to score on.")
-@click.option("--seconds", type=float, default=2.0, show_default=True, help="Seconds from the middle of each.")
-@click.option("--passes", type=int, default=2, show_default=True, help="Coordinate-search passes.")
+@click.option("--steps", type=click.IntRange(min=1), default=6, show_default=True,
+              help="Number of sampling steps to tune for.")
+@click.option("--clips", type=click.IntRange(min=1), default=8, show_default=True, help="How many files to score on.")
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
+              help="Seconds from the middle of each.")
+@click.option("--passes", type=click.IntRange(min=1), default=2, show_default=True, help="Coordinate-search passes.")
 @click.option("--device", help="cpu, cuda or cuda:N.")
 def tune_schedule(model, data, steps, clips, seconds, passes, device):
     """Search a STEPS-step variance schedule for MODEL and store it in MODEL/config.json.
@@ -224,6 +277,7 @@ def tune_schedule(model, data, steps, clips, seconds, passes, device):
     from audiodiff.vocoder import Vocoder
 
     voc = Vocoder.from_pretrained(model, device=device)
+    atomic.check_writable(Path(model) / "config.json", "model config")
     clip_list = ss.load_clips(voc, data, clips, seconds)
     betas, best, start = ss.search(voc, clip_list, steps, passes, log=click.echo)
     ss.store(model, steps, betas)
@@ -234,19 +288,19 @@ def tune_schedule(model, data, steps, clips, seconds, passes, device):
 @cli.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("out_dir", type=click.Path(path_type=Path))
-@click.option("--n", "count", type=int, default=4, show_default=True, help="How many samples.")
+@click.option("--n", "count", type=click.IntRange(min=1), default=4, show_default=True, help="How many samples.")
 @click.option("--class", "label", help="Class name or index (digits: 0-9; music: piano, strings, ...) "
               "[default: unconditional].")
 @click.option("--guidance", type=float, default=1.0, show_default=True,
               help="Classifier-free guidance scale (1: none, 0: unconditional, >1: stronger).")
 @click.option("--sampler", help="Sampler [default: the model's].")
-@click.option("--steps", type=int, help="Sampling steps [default: the model's].")
-@click.option("--frames", type=int, help="Mel frames per sample [default: the model's tile width].")
+@click.option("--steps", type=click.IntRange(min=1), help="Sampling steps [default: the model's].")
+@click.option("--frames", type=click.IntRange(min=1), help="Mel frames per sample [default: the model's tile width].")
 @click.option("--vocoder", "vocoder_path",
               help="An exported vocoder with the same mel settings, or griffinlim [default: the model's paired "
                    "vocoder (audiodiff export --vocoder), else griffinlim].")
 @click.option("--device", help="cpu, cuda or cuda:N.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 def generate(model, out_dir, count, label, guidance, sampler, steps, frames, vocoder_path, device, seed):
     """Generate mel-spectrograms with a U-Net MODEL, vocode them, and write wav + PNG files to OUT_DIR."""
     from audiodiff.audio.io import save_audio
@@ -255,6 +309,7 @@ def generate(model, out_dir, count, label, guidance, sampler, steps, frames, voc
     from audiodiff.melgen import MelGenerator, paired_vocoder
     from audiodiff.vocoder import Vocoder
 
+    atomic.check_writable(out_dir / "sample_000.wav", "audio file")  # creates out_dir
     gen = MelGenerator.from_pretrained(model, device=device)
     if vocoder_path is None:
         vocoder_path = paired_vocoder(model) or "griffinlim"
@@ -269,13 +324,12 @@ def generate(model, out_dir, count, label, guidance, sampler, steps, frames, voc
         name, label = label, gen.label(label)
     labels = [label] * count if label is not None else None
     mels = gen(labels, batch=count, frames=frames, steps=steps, sampler=sampler, guidance=guidance, seed=seed)
-    out_dir.mkdir(parents=True, exist_ok=True)
     for i, mel_i in enumerate(mels):
         wav = voc(mel_i, seed=seed + i) if voc is not None else griffin_lim(mel_i.cpu().numpy(), gen.mel_config)
         stem = out_dir / f"sample_{i:03d}"
         save_audio(stem.with_suffix(".wav"), wav, gen.mel_config.sample_rate)
         title = f"class {name}, guidance {guidance}" if label is not None else "unconditional"
-        stem.with_suffix(".png").write_bytes(mel_png(mel_i, title))
+        atomic.write_bytes(stem.with_suffix(".png"), mel_png(mel_i, title), "spectrogram picture")
     click.echo(f"wrote {count} wav and png files to {out_dir}")
 
 
@@ -313,16 +367,24 @@ def render_music(out_dir, pieces, seconds, clips, rate, seed, soundfont, no_prog
 
 
 def main(argv=None) -> None:
-    """Console entry point: run the click group, turning user errors into one line and an exit code."""
-    args = sys.argv[1:] if argv is None else list(argv)
+    """Console entry point: run the click group, turning user errors into one line and an exit code. Ctrl-C at any
+    point, while torch is imported or a model loads too, prints one line and exits 130."""
+    try:
+        _main(sys.argv[1:] if argv is None else list(argv))
+    except KeyboardInterrupt:  # before click runs the command (imports take seconds); a blank line ends the "^C"
+        click.echo("\ninterrupted", err=True)
+        sys.exit(130)
+
+
+def _main(args: list[str]) -> None:
     debug = "--debug" in args
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s" if debug else "%(message)s")
     from audiodiff.training.loop import Interrupted
 
     try:
         code = cli.main(args=args, prog_name="audiodiff", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except click.exceptions.Abort as err:  # click has printed the blank line
+        click.echo("interrupted" if isinstance(err.__cause__, KeyboardInterrupt) else "aborted", err=True)
         sys.exit(130)
     except click.ClickException as err:
         err.show()

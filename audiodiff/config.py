@@ -12,80 +12,175 @@ import difflib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, ClassVar
 
 import yaml
 
 from audiodiff.audio.mel import MelConfig, mel_config
+from audiodiff.audio.prior import PRIORS
+from audiodiff.diffusion.denoiser import LOSSES, PREDICTIONS
+from audiodiff.diffusion.samplers import SAMPLERS
+from audiodiff.diffusion.schedules import SCHEDULES
 from audiodiff.errors import AudiodiffError
+from audiodiff.ranges import OneOf, Range
+
+# Valid values are declared on the fields (audiodiff/ranges.py); relations between fields are the RULES functions.
+PROBABILITY = Range(0, 1, hi_open=True)
+BETA = Range(0, 1, lo_open=True, hi_open=True)
+ARCHS = ("diffwave", "unet2d")  # what factory.build_backbone builds
+MAX_PARAMETERS = 1_000_000_000  # training holds ~20 bytes a parameter (weights, gradients, AdamW moments, EMA)
+
+
+def _levels_rule(m: "ModelConfig") -> str | None:
+    if m.arch != "unet2d":
+        return None
+    if not m.channel_mults:
+        return "recipe key model.channel_mults: [] is empty; expected one width multiple per level, e.g. [1, 2, 2, 4]"
+    bad = [lv for lv in m.attention_levels if lv >= len(m.channel_mults)]
+    if bad:
+        return (f"recipe key model.attention_levels: {list(m.attention_levels)} names level {bad[0]}, but "
+                f"model.channel_mults {list(m.channel_mults)} has levels 0..{len(m.channel_mults) - 1}; expected "
+                f"levels in that range")
+    return None
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str = "diffwave"
-    residual_layers: int = 30
-    residual_channels: int = 64
-    dilation_cycle: int = 10
-    embed_dim: int = 512
+    arch: Annotated[str, OneOf(*ARCHS)] = "diffwave"
+    residual_layers: Annotated[int, Range(1)] = 30
+    residual_channels: Annotated[int, Range(1)] = 64
+    dilation_cycle: Annotated[int, Range(1, 16)] = 10  # dilations 1, 2, ..., 2 ** (cycle - 1), repeated
+    embed_dim: Annotated[int, Range(1)] = 512
     conditional: bool = True  # False: unconditional waveform model (no mel)
-    num_classes: int = 0  # > 0: class-conditional, with a null class for guidance
+    num_classes: Annotated[int, Range(0)] = 0  # > 0: class-conditional, with a null class for guidance
     # arch: unet2d (log-mel images, models/unet2d.py); the diffwave fields above except embed_dim do not apply
-    channels: int = 64  # width of the first level
-    channel_mults: tuple[int, ...] = (1, 2, 2, 4)  # level widths as multiples of channels
-    blocks_per_level: int = 2
-    attention_levels: tuple[int, ...] = ()  # levels with self-attention (the lowest resolution always has it)
-    image_frames: int = 64  # frames per image tile; training crops must match (data.crop_frames)
+    channels: Annotated[int, Range(1)] = 64  # width of the first level
+    channel_mults: Annotated[tuple[int, ...], Range(1)] = (1, 2, 2, 4)  # level widths as multiples of channels
+    blocks_per_level: Annotated[int, Range(1)] = 2
+    # levels with self-attention (the lowest resolution always has it)
+    attention_levels: Annotated[tuple[int, ...], Range(0)] = ()
+    image_frames: Annotated[int, Range(1)] = 64  # frames per image tile; training crops must match (data.crop_frames)
+    RULES: ClassVar = (_levels_rule,)
+
+
+def _beta_rule(d: "DiffusionConfig") -> str | None:
+    if d.beta_start >= d.beta_end:
+        return (f"recipe key diffusion.beta_start: {d.beta_start:g} is not below diffusion.beta_end {d.beta_end:g}; "
+                f"expected beta_start < beta_end (DiffWave: 1e-4 and 0.05)")
+    return None
 
 
 @dataclass(frozen=True)
 class DiffusionConfig:
-    schedule: str = "linear"  # "linear" (DiffWave) or "cosine"
-    steps: int = 50  # T
-    beta_start: float = 1e-4
-    beta_end: float = 0.05
-    prediction: str = "eps"  # "eps" or "v"
-    loss: str = "l1"  # "l1" (DiffWave) or "l2"
-    sampler: str = "fast"  # default sampler at inference
-    sample_steps: int = 6  # default number of sampling steps
-    prior: str = "none"  # "energy": noise std follows the mel's frame energy (PriorGrad; audio/prior.py)
-    prior_floor: float = 0.1  # the energy prior's smallest std (PriorGrad's 0.1)
-    prior_level: float = 0.1  # frame RMS that gets the full std 1 (-20 dBFS: loud speech); quieter frames less
+    schedule: Annotated[str, OneOf(*SCHEDULES)] = "linear"  # "linear" (DiffWave) or "cosine"
+    steps: Annotated[int, Range(1, 10_000)] = 50  # T
+    beta_start: Annotated[float, BETA] = 1e-4
+    beta_end: Annotated[float, BETA] = 0.05
+    prediction: Annotated[str, OneOf(*PREDICTIONS)] = "eps"  # "eps" or "v"
+    loss: Annotated[str, OneOf(*LOSSES)] = "l1"  # "l1" (DiffWave) or "l2"
+    sampler: Annotated[str, OneOf(*sorted(SAMPLERS))] = "fast"  # default sampler at inference
+    sample_steps: Annotated[int, Range(1, 10_000)] = 6  # default number of sampling steps
+    # "energy": noise std follows the mel's frame energy (PriorGrad; audio/prior.py)
+    prior: Annotated[str, OneOf(*PRIORS)] = "none"
+    prior_floor: Annotated[float, Range(0, 1, lo_open=True)] = 0.1  # the energy prior's smallest std (PriorGrad's)
+    # frame RMS that gets the full std 1 (-20 dBFS: loud speech); quieter frames proportionally less
+    prior_level: Annotated[float, Range(0, lo_open=True)] = 0.1
+    RULES: ClassVar = (_beta_rule,)
 
 
 @dataclass(frozen=True)
 class DataConfig:
     path: str | None = None  # folder (searched recursively) or a text file listing audio files
     valid_path: str | None = None  # default: <path>/valid when <path>/train exists, else held out from path
-    valid_files: int = 8  # files held out for validation when no valid folder exists
-    crop_frames: int = 62  # mel frames per training crop (62 x 256 = 15872 samples)
-    num_workers: int = 2
+    valid_files: Annotated[int, Range(0)] = 8  # files held out for validation when no valid folder exists
+    crop_frames: Annotated[int, Range(1)] = 62  # mel frames per training crop (62 x 256 = 15872 samples)
+    num_workers: Annotated[int, Range(0)] = 2
     preload: bool = True  # decode all audio into memory once
-    labels: str | None = None  # "prefix": class = file-name part before the first "_" (e.g. 7_george_3.wav -> 7)
+    # "prefix": class = file-name part before the first "_" (e.g. 7_george_3.wav -> 7)
+    labels: Annotated[str | None, OneOf("prefix", None)] = None
     pad_short: bool = False  # pad files shorter than a crop with trailing silence instead of skipping them
-    speed_perturb: float = 0.0  # > 0: resample each crop by a random factor in [1 - p, 1 + p] (new voices)
+    # > 0: resample each crop by a random factor in [1 - p, 1 + p] (new voices)
+    speed_perturb: Annotated[float, Range(0, 0.5, hi_open=True)] = 0.0
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    batch_size: int = 16  # global batch, split across processes
-    lr: float = 2e-4
-    weight_decay: float = 0.0
-    warmup_steps: int = 200
-    lr_decay: str = "none"  # "cosine": after warm-up, lr follows a half cosine to 0 at max_steps
-    max_steps: int = 1_000_000
-    max_minutes: float = 0.0  # > 0: stop (with a checkpoint) after this much wall-clock training time
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
-    precision: str = "auto"  # "auto" (bf16 on GPU, fp32 on CPU), "bf16", "fp16", "fp32"
-    seed: int = 0
-    log_every: int = 50
-    valid_every: int = 1000
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3
-    max_bad_steps: int = 20  # consecutive non-finite losses before training stops
+    batch_size: Annotated[int, Range(1)] = 16  # global batch, split across processes
+    lr: Annotated[float, Range(0)] = 2e-4
+    weight_decay: Annotated[float, Range(0)] = 0.0
+    warmup_steps: Annotated[int, Range(0)] = 200
+    # "cosine": after warm-up, lr follows a half cosine to 0 at max_steps
+    lr_decay: Annotated[str, OneOf("none", "cosine")] = "none"
+    max_steps: Annotated[int, Range(1)] = 1_000_000
+    # > 0: stop (with a checkpoint) after this much wall-clock training time
+    max_minutes: Annotated[float, Range(0)] = 0.0
+    grad_clip: Annotated[float, Range(0, lo_open=True)] = 1.0
+    ema_decay: Annotated[float, PROBABILITY] = 0.999
+    # "auto" (bf16 on GPU, fp32 on CPU), "bf16", "fp16", "fp32"
+    precision: Annotated[str, OneOf("auto", "bf16", "fp16", "fp32")] = "auto"
+    seed: Annotated[int, Range(0, 2**32 - 1)] = 0
+    log_every: Annotated[int, Range(1)] = 50
+    valid_every: Annotated[int, Range(1)] = 1000
+    checkpoint_every: Annotated[int, Range(1)] = 1000
+    keep_checkpoints: Annotated[int, Range(0, note="0 keeps every checkpoint")] = 3
+    max_bad_steps: Annotated[int, Range(1)] = 20  # consecutive non-finite losses before training stops
     compile: bool = False  # torch.compile the backbone for the training step (GPU only; ignored on the CPU)
-    label_dropout: float = 0.1  # class-conditional models: share of labels replaced by the null class (CFG)
+    # class-conditional models: share of labels replaced by the null class (CFG)
+    label_dropout: Annotated[float, PROBABILITY] = 0.1
     init: str | None = None  # start from an exported model's weights (fine-tuning); "pretrained": the bundled one
-    mel_loss: float = 0.0  # > 0: add this weight times the log-mel L1 of the denoised estimate (waveform models)
+    # > 0: add this weight times the log-mel L1 of the denoised estimate (waveform models; training/targets.py)
+    mel_loss: Annotated[float, Range(0)] = 0.0
+
+
+def model_parameters(model: ModelConfig, n_mels: int = 80) -> int:
+    """How many parameters ``factory.build_backbone`` gives ``model``, computed without building it (exact but for
+    the mel upsampler's few dozen), so that absurd sizes are refused before any memory is allocated."""
+    E = model.embed_dim
+    total = 128 * E + E * E + 2 * E + (model.num_classes + 1) * E * (model.num_classes > 0)  # step, class embedding
+    if model.arch == "diffwave":
+        C, n = model.residual_channels, n_mels if model.conditional else 0
+        layer = 8 * C * C + 4 * C + E * C + C + (2 * C * n + 2 * C) * (n > 0)  # dilated, out, step and mel projections
+        return total + model.residual_layers * layer + 2 * C + C * C + C + C + 1  # input, skip and output projections
+
+    def res(cin: int, cout: int) -> int:  # 3x3 convs, step projection, 1x1 skip, GroupNorms
+        return 9 * cin * cout + 9 * cout * cout + E * cout + 3 * cout + (cin * cout + cout) * (cin != cout) \
+            + 2 * cin + 2 * cout
+
+    def attn(c: int) -> int:
+        return 4 * c * c + 6 * c
+
+    B, widths, cin = model.blocks_per_level, [model.channels * m for m in model.channel_mults], model.channels
+    total += 10 * cin  # input convolution
+    for i, w in enumerate(widths):
+        total += res(cin, w) + (B - 1) * res(w, w) + B * attn(w) * (i in model.attention_levels)
+        total += (9 * w * w + w) * (i < len(widths) - 1)  # downsampling
+        cin = w
+    total += 2 * res(cin, cin) + attn(cin)  # middle
+    for i in reversed(range(len(widths))):
+        w = widths[i]
+        total += res(cin + w, w) + (B - 1) * res(w, w) + B * attn(w) * (i in model.attention_levels)
+        total += (9 * w * w + w) * (i > 0)  # upsampling
+        cin = w
+    return total + 2 * cin + 9 * cin + 1  # output norm and convolution
+
+
+def _prior_rule(r: "Recipe") -> str | None:
+    if r.diffusion.prior != "none" and not (r.model.arch == "diffwave" and r.model.conditional):
+        return (f"recipe key diffusion.prior: {r.diffusion.prior!r} shapes the noise by the conditioning mel, which "
+                f"this model has not; expected a mel-conditioned diffwave, or diffusion.prior: none")
+    return None
+
+
+def _size_rule(r: "Recipe") -> str | None:
+    m, n = r.model, model_parameters(r.model, r.mel.n_mels)
+    if n <= MAX_PARAMETERS:
+        return None
+    keys = ("residual_layers", "residual_channels", "embed_dim") if m.arch == "diffwave" else \
+        ("channels", "channel_mults", "blocks_per_level", "embed_dim")
+    shape = ", ".join(f"model.{k} {list(v) if isinstance(v, tuple) else v}" for k in keys
+                      for v in [getattr(m, k)])
+    return (f"recipe keys {shape} make a {m.arch} of about {n:.3g} parameters ({20 * n / 1e9:,.0f} GB to train); "
+            f"expected at most {MAX_PARAMETERS:.0e}; make the model smaller")
 
 
 @dataclass(frozen=True)
@@ -95,6 +190,7 @@ class Recipe:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    RULES: ClassVar = (_size_rule, _prior_rule)  # relations across sections
 
     def to_dict(self) -> dict:
         # Tuples as lists: YAML's safe dumper knows no tuples.
@@ -104,11 +200,6 @@ class Recipe:
 
 SECTIONS = {"mel": MelConfig, "model": ModelConfig, "diffusion": DiffusionConfig, "data": DataConfig,
             "train": TrainConfig}
-
-
-# String keys with a fixed set of values that no other module checks before training starts.
-CHOICES = {"train.precision": ("auto", "bf16", "fp16", "fp32"), "train.lr_decay": ("none", "cosine"),
-           "diffusion.prior": ("none", "energy")}
 
 
 def _nearest(key: str, valid, cutoff: float = 0.5, list_valid: bool = True) -> str:
@@ -156,14 +247,25 @@ def _build(cls, section: str, values: dict):
         if key not in names:
             raise AudiodiffError(f"unknown recipe key {section}.{key}{_nearest(key, names)}")
     checked = {k: _check_type(f"{section}.{k}", v, hints[k]) for k, v in values.items() if k != "preset"}
+    specs = typing.get_type_hints(cls, include_extras=True)
     for key, value in checked.items():
-        choices = CHOICES.get(f"{section}.{key}")
-        if choices and value not in choices:
-            raise AudiodiffError(f"recipe key {section}.{key}: {value!r} is not one of {', '.join(choices)}"
-                                 f"{_nearest(str(value), choices, cutoff=0.6, list_valid=False)}")
-    if cls is MelConfig:
-        return mel_config(values.get("preset", "hifigan"), **checked)
-    return cls(**checked)
+        for spec in getattr(specs[key], "__metadata__", ()):  # Range / OneOf declared on the field
+            problem = spec.problem(value)
+            if problem:
+                valid = [str(c) for c in getattr(spec, "choices", ()) if c is not None]
+                hint = _nearest(value, valid, cutoff=0.6, list_valid=False) if isinstance(value, str) else ""
+                shown = list(value) if isinstance(value, tuple) else value
+                raise AudiodiffError(f"recipe key {section}.{key}: {shown!r} {problem}{hint}")
+    built = mel_config(values.get("preset", "hifigan"), **checked) if cls is MelConfig else cls(**checked)
+    _check_rules(built)
+    return built
+
+
+def _check_rules(config) -> None:
+    for rule in getattr(config, "RULES", ()):
+        problem = rule(config)
+        if problem:
+            raise AudiodiffError(problem)
 
 
 def recipe_from_dict(raw: dict | None) -> Recipe:
@@ -175,12 +277,7 @@ def recipe_from_dict(raw: dict | None) -> Recipe:
         if key not in SECTIONS:
             raise AudiodiffError(f"unknown recipe section {key!r}{_nearest(key, SECTIONS)}")
     recipe = Recipe(**{name: _build(cls, name, raw.get(name, {}) or {}) for name, cls in SECTIONS.items()})
-    if recipe.diffusion.prior != "none" and not (recipe.model.arch == "diffwave" and recipe.model.conditional):
-        raise AudiodiffError(f"diffusion.prior {recipe.diffusion.prior!r} shapes noise by the conditioning mel: it "
-                             f"needs a mel-conditioned diffwave model; set diffusion.prior: none")
-    if not 0 < recipe.diffusion.prior_floor <= 1 or recipe.diffusion.prior_level <= 0:
-        raise AudiodiffError(f"diffusion.prior_floor must lie in (0, 1] and prior_level be > 0, got "
-                             f"{recipe.diffusion.prior_floor} and {recipe.diffusion.prior_level}")
+    _check_rules(recipe)
     return recipe
 
 

@@ -5,6 +5,7 @@ Training and inference both call these, so a model is always rebuilt from its sa
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from audiodiff.audio.mel import MelConfig
@@ -30,6 +31,12 @@ def build_backbone(model: ModelConfig, mel: MelConfig) -> nn.Module:
         except ValueError as err:
             raise AudiodiffError(f"model: {err}") from None
     raise AudiodiffError(f"unknown model.arch {model.arch!r}; expected 'diffwave' or 'unet2d'")
+
+
+def check_buildable(model: ModelConfig, mel: MelConfig) -> None:
+    """Raise what ``build_backbone`` would raise for these settings, without allocating: built on the meta device."""
+    with torch.device("meta"):
+        build_backbone(model, mel)
 
 
 def build_schedule(diffusion: DiffusionConfig) -> DiscreteSchedule:

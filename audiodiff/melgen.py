@@ -22,11 +22,12 @@ from audiodiff.audio.mel import MelConfig
 from audiodiff.audio.spectro_image import MelImage
 from audiodiff.config import DiffusionConfig, ModelConfig
 from audiodiff.diffusion import NULL_LABEL, SAMPLERS, guided, prior, sigmas_for
-from audiodiff.errors import AudiodiffError
+from audiodiff.devices import resolve_device
+from audiodiff.errors import AudiodiffError, check_count, check_seed
 from audiodiff.factory import build_denoiser
 
 FORMAT = "audiodiff-melgen"
-PAIRED_VOCODER = "vocoder"  # the subdirectory of an exported generator that holds its paired vocoder
+PAIRED_VOCODER = artifacts.PAIRED_VOCODER  # the subdirectory of an exported generator that holds its paired vocoder
 
 
 def paired_vocoder(path: str | Path) -> Path | None:
@@ -57,15 +58,16 @@ class MelGenerator:
         return next(self.net.parameters()).device
 
     def to(self, device) -> "MelGenerator":
-        self.net.to(device)
+        self.net.to(resolve_device(device))
         return self
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device=None) -> "MelGenerator":
         """Load a directory written by ``save_pretrained`` (or ``audiodiff export`` of a unet2d run)."""
+        device = resolve_device(device)
         cfg, recipe, net = artifacts.load(Path(path), FORMAT, "mel generator")
         gen = cls(net, recipe.mel, recipe.model, recipe.diffusion, cfg.get("classes"))
-        return gen.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        return gen.to(device)
 
     def save_pretrained(self, path: str | Path, fp16: bool = False) -> Path:
         """Write ``config.json`` and ``model.safetensors`` to ``path``."""
@@ -95,6 +97,11 @@ class MelGenerator:
         """Log-mels ``[B, n_mels, frames]`` (default ``model.image_frames``) for class ``labels`` (a list or
         ``[B]``; -1 or None: unconditional, then ``batch`` sets B). ``guidance`` is the CFG scale (1: none)."""
         device = self.device
+        for name, value in (("batch", batch), ("frames", frames), ("steps", steps)):
+            if value is not None:
+                check_count(name, value)
+        if seed is not None:
+            seed = check_seed(seed)
         if labels is not None:
             labels = torch.as_tensor(labels, dtype=torch.long, device=device).reshape(-1)
             if self.model_config.num_classes == 0:
@@ -103,11 +110,14 @@ class MelGenerator:
                 raise AudiodiffError(f"labels must lie in 0..{self.model_config.num_classes - 1} (or -1), "
                                      f"got {labels.tolist()}")
         n = len(labels) if labels is not None else (batch or 1)
+        if n == 0:
+            raise AudiodiffError("labels is empty; pass at least one class label, or none for unconditional samples")
         if generator is None:
             generator = torch.Generator(device=device).manual_seed(0 if seed is None else seed)
         sampler = sampler or self.diffusion_config.sampler
-        sigmas = sigmas_for(sampler, steps or self.diffusion_config.sample_steps, self.denoiser.schedule).to(device)
-        shape = (n, 1, self.mel_config.n_mels, frames or self.model_config.image_frames)
+        steps = self.diffusion_config.sample_steps if steps is None else steps
+        sigmas = sigmas_for(sampler, steps, self.denoiser.schedule).to(device)
+        shape = (n, 1, self.mel_config.n_mels, self.model_config.image_frames if frames is None else frames)
         x = prior(shape, float(sigmas[0]), generator, device=device)
         denoise, extra = self.denoiser, {}
         if labels is not None:

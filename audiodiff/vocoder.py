@@ -6,11 +6,15 @@
 An exported model is a directory with ``config.json`` (mel, model and diffusion settings, tuned schedules) and
 ``model.safetensors`` (EMA weights); nothing is unpickled. Long mels are synthesised in overlapping chunks with
 linear cross-fades; the noise of every sample is a function of its position (``diffusion/noise.py``), so chunked
-and whole synthesis agree away from chunk edges and memory stays bounded by the chunk size.
+and whole synthesis agree away from chunk edges and memory stays bounded by the chunk size times ``max_batch`` (the
+chunks run at once: 16 on a GPU, 2 on the CPU, where each 1024-frame chunk of the bundled model holds about 0.8 GiB;
+``docs/performance.md``). A mel whose values do not fit the model's convention (``audio/mel_range.py``) is refused
+unless ``check_mel_range=False``, and so is audio that comes out non-finite.
 """
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +22,7 @@ import torch
 
 from audiodiff import artifacts
 from audiodiff.audio.mel import MelConfig, MelSpectrogram
+from audiodiff.audio.mel_range import check_mel_range, mel_range
 from audiodiff.audio.prior import prior_std
 from audiodiff.audio.refine import ITERATIONS as REFINE_ITERATIONS
 from audiodiff.audio.refine import MOMENTUM as REFINE_MOMENTUM
@@ -25,7 +30,8 @@ from audiodiff.audio.refine import refine as refine_to_mel
 from audiodiff.config import DiffusionConfig, ModelConfig
 from audiodiff.diffusion import SAMPLERS, prior, sigmas_for
 from audiodiff.diffusion.noise import positional_noise
-from audiodiff.errors import AudiodiffError
+from audiodiff.devices import resolve_device
+from audiodiff.errors import AudiodiffError, check_count, check_options, check_seed
 from audiodiff.factory import build_denoiser
 from audiodiff.fastpath import FastBackbone, SamplingGraphs, fused_kernel_fits
 
@@ -33,6 +39,7 @@ PRETRAINED = Path(__file__).parent / "pretrained"
 DEFAULT_MODEL = PRETRAINED / "speech-22k"
 FORMAT = "audiodiff-vocoder"
 PRECISIONS = ("auto", "fp32", "bf16")
+MAX_BATCH = {"cuda": 16, "cpu": 2}  # chunks synthesised at once when max_batch is None (other devices: the CPU's)
 
 
 def check_mel(mel, n_mels: int) -> tuple[torch.Tensor, bool]:
@@ -41,9 +48,11 @@ def check_mel(mel, n_mels: int) -> tuple[torch.Tensor, bool]:
         if not (np.issubdtype(mel.dtype, np.floating)):
             raise AudiodiffError(f"mel has dtype {mel.dtype}; expected float log-mel values "
                                  f"(convert with mel.astype(np.float32))")
-        mel = torch.from_numpy(np.ascontiguousarray(mel))
+        mel = torch.from_numpy(np.ascontiguousarray(mel, dtype=mel.dtype.newbyteorder("=")))  # big-endian too
     elif not isinstance(mel, torch.Tensor):
         raise AudiodiffError(f"mel must be a numpy array or torch tensor, got {type(mel).__name__}")
+    if mel.is_meta:
+        raise AudiodiffError(f"mel is a meta tensor {tuple(mel.shape)}, which holds no values; pass a tensor with data")
     if not mel.is_floating_point():
         raise AudiodiffError(f"mel has dtype {mel.dtype}; expected float log-mel values (convert with .float())")
     if mel.ndim not in (2, 3):
@@ -77,17 +86,20 @@ class Vocoder:
 
     def __init__(self, net: torch.nn.Module, mel: MelConfig, model: ModelConfig, diffusion: DiffusionConfig,
                  tuned_schedules: dict | None = None, sampler: str | None = None, steps: int | None = None,
-                 chunk_frames: int = 1024, overlap_frames: int = 32, max_batch: int = 16,
+                 chunk_frames: int = 1024, overlap_frames: int = 32, max_batch: int | None = None,
                  precision: str = "auto", graphs: bool = True, refine: int | None = None, kernel: bool = True,
-                 refine_momentum: float | None = None):
+                 refine_momentum: float | None = None, check_mel_range: bool = True):
         self.net = net.eval().requires_grad_(False)
         self.mel_config, self.model_config, self.diffusion_config = mel, model, diffusion
         self.tuned_schedules = dict(tuned_schedules or {})
         self.sampler = sampler or diffusion.sampler
-        self.steps = steps or diffusion.sample_steps
+        self.steps = check_count("steps", diffusion.sample_steps if steps is None else steps)
         if self.sampler not in SAMPLERS:
             raise AudiodiffError(f"unknown sampler {self.sampler!r}; choose one of {sorted(SAMPLERS)}")
-        self.chunk_frames, self.overlap_frames, self.max_batch = chunk_frames, overlap_frames, max_batch
+        self.chunk_frames, self.overlap_frames = chunk_frames, overlap_frames
+        self.max_batch = max_batch  # None: MAX_BATCH of the device the model is on
+        self.check_mel_range = check_mel_range
+        self.source = "(built in memory)"  # where from_pretrained loaded it from, for error messages
         self.precision, self.graphs, self.kernel = precision, graphs, kernel
         refine = REFINE_ITERATIONS if refine is None else refine  # None: the default, like sampler and steps
         if not isinstance(refine, int) or refine < 0:
@@ -102,6 +114,7 @@ class Vocoder:
         self.denoiser = build_denoiser(self.net, diffusion)  # fp32 eager: the reference path
         self._fast = None  # (key, denoiser, SamplingGraphs or None) of the fast path, built on first use
         self._mel_fn = MelSpectrogram(mel).to(self.device)
+        self._range = mel_range(self._mel_fn)  # the values its mels can hold
 
     # --- properties -------------------------------------------------------------------------------------------
     @property
@@ -115,6 +128,15 @@ class Vocoder:
     @property
     def n_mels(self) -> int:
         return self.mel_config.n_mels
+
+    @property
+    def max_batch(self) -> int:
+        """Chunks synthesised at once: peak memory grows with it, not with the mel's length."""
+        return self._max_batch or MAX_BATCH.get(self.device.type, MAX_BATCH["cpu"])
+
+    @max_batch.setter
+    def max_batch(self, value: int | None) -> None:
+        self._max_batch = None if value is None else check_count("max_batch", value)
 
     @property
     def precision(self) -> str:
@@ -150,6 +172,7 @@ class Vocoder:
         return next(self.net.parameters()).device
 
     def to(self, device) -> "Vocoder":
+        device = resolve_device(device)
         self.net.to(device)
         self._mel_fn.to(device)
         self._fast = None
@@ -158,13 +181,17 @@ class Vocoder:
     # --- persistence ------------------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device=None, **kwargs) -> "Vocoder":
-        """Load an exported model directory (default: the speech vocoder bundled with audiodiff)."""
+        """Load an exported model directory (default: the speech vocoder bundled with audiodiff); ``kwargs`` are
+        the constructor's settings (``steps``, ``sampler``, ``max_batch``, ``refine``, ``check_mel_range``, ...)."""
+        check_options(kwargs, OPTIONS, "Vocoder.from_pretrained")
+        device = resolve_device(device)
         path = Path(path) if path is not None else DEFAULT_MODEL
         hint = "the bundled model is missing from this install (reinstall audiodiff) or pass --model" \
             if path == DEFAULT_MODEL else "pass"
         cfg, recipe, net = artifacts.load(path, FORMAT, "model", hint)
         voc = cls(net, recipe.mel, recipe.model, recipe.diffusion, cfg.get("tuned_schedules"), **kwargs)
-        return voc.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        voc.source = str(path)
+        return voc.to(device)
 
     def save_pretrained(self, path: str | Path, fp16: bool = False) -> Path:
         """Write ``config.json`` and ``model.safetensors`` (the weights this object holds) to ``path``."""
@@ -175,27 +202,49 @@ class Vocoder:
     def mel(self, audio) -> torch.Tensor:
         """The model's own mel of ``audio [T]`` or ``[B, T]`` at the model's rate (for copy-synthesis)."""
         audio = torch.as_tensor(np.asarray(audio) if not isinstance(audio, torch.Tensor) else audio)
+        if not torch.isfinite(audio).all():
+            raise AudiodiffError("audio contains NaN or infinite samples; expected finite samples in [-1, 1]")
         with torch.no_grad():
             return self._mel_fn(audio.float().to(self.device))
 
     @torch.no_grad()
     def __call__(self, mel, steps: int | None = None, sampler: str | None = None,
-                 generator: torch.Generator | None = None, seed: int | None = None, betas=None):
+                 generator: torch.Generator | None = None, seed: int | None = None, betas=None, **unknown):
         """Waveform ``[T]`` (or ``[B, T]`` for a batched mel) at ``sample_rate``, numpy for numpy input."""
+        check_options(unknown, ("steps", "sampler", "generator", "seed", "betas"), "Vocoder(mel, ...)")
         was_numpy = isinstance(mel, np.ndarray)
         mel_t, batched = check_mel(mel, self.n_mels)
+        if mel_t.device.type != "cpu" and mel_t.device != self.device:
+            raise AudiodiffError(f"mel is on {mel_t.device} but this model is on {self.device}; pass "
+                                 f"mel.to({str(self.device)!r}), or load the model with device={str(mel_t.device)!r}")
+        if self.check_mel_range:
+            check_mel_range(mel_t, self._range)
         sampler = sampler or self.sampler
         if sampler not in SAMPLERS:
             raise AudiodiffError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise AudiodiffError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         if seed is None:
             seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator).item())
-        sigmas = sigmas_for(sampler, steps or self.steps, self.denoiser.schedule, betas, self.tuned_schedules)
+        seed = check_seed(seed)
+        steps = self.steps if steps is None else check_count("steps", steps)
+        sigmas = sigmas_for(sampler, steps, self.denoiser.schedule, betas, self.tuned_schedules)
         mel_t = mel_t.to(self.device)
         wav = self._synthesize(mel_t, sampler, sigmas, seed)
         if self.refine:
             wav = self._refine(wav, mel_t)
+        if not torch.isfinite(wav).all():
+            raise AudiodiffError(self._nonfinite_output())
         wav = wav if batched else wav[0]
         return wav.cpu().numpy() if was_numpy else wav
+
+    def _nonfinite_output(self) -> str:
+        bad = [name for name, p in self.net.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            return (f"model {self.source} produced NaN or infinite audio: {len(bad)} of its weight tensors "
+                    f"hold NaN or infinite values (first: {bad[0]}); export it again from a good checkpoint")
+        return (f"model {self.source} produced NaN or infinite audio from a finite mel; try precision='fp32' "
+                f"(synth --precision fp32), or export the model again from a good checkpoint")
 
     def _refine(self, wav: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
         """Mel-consistency refinement (``audio/refine.py``), replayed from a CUDA graph where sampling is: its
@@ -275,3 +324,7 @@ class Vocoder:
         if ramp and i + 1 < n:
             w[-ramp:] = torch.minimum(w[-ramp:], 1 - _fade(ramp, device))
         return w
+
+
+OPTIONS = tuple(p for p in inspect.signature(Vocoder.__init__).parameters
+                if p not in ("self", "net", "mel", "model", "diffusion", "tuned_schedules"))

@@ -3,6 +3,13 @@
 Real recordings are never copied into the repository: tests reach them through ``AUDIODIFF_TEST_DATA``
 (default ``../shared/data`` relative to the repository root) and skip, or fall back to ``data/demo``, when absent.
 Every model here is tiny (2 residual layers, 4 channels) so the suite stays fast on a shared 2-core CPU.
+
+Threads: ``AUDIODIFF_TEST_THREADS=N pytest`` runs the suite with N intra-op threads (unset: an ``OMP_NUM_THREADS``
+already in the environment, else 1). The BLAS picks other kernels for other thread counts (and batch shapes), so
+float results that two code paths compute differently, e.g. batched and unbatched, differ in their last bits: those
+comparisons carry tolerances derived from float32 rounding (``rel_l2`` below) and are marked ``numerics``
+(``AUDIODIFF_TEST_THREADS=4 pytest -m numerics`` checks them with 4 threads); ``make test`` runs the whole suite
+with 1 thread and again with 2 (see the Makefile).
 """
 
 from __future__ import annotations
@@ -10,16 +17,22 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# One intra-op thread: on a small CPU shared with other jobs, two OpenMP threads that spin-wait for each other make
-# tiny models 10-30x slower than one. Subprocesses (CLI, torchrun) inherit the variable.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Intra-op threads (see the docstring), one by default. Idle OpenMP threads sleep instead of spinning: on a small CPU
+# shared with other jobs (or the suite's own subprocesses) two spinning threads made tiny models 10-30x slower than
+# one (tests/test_samplers.py with 2 threads: 31 s spinning, 2.5 s passive, 2.3 s with 1 thread); only the waiting
+# changes, not the arithmetic. Set before numpy and torch load; subprocesses (CLI, torchrun) inherit both.
+THREADS = os.environ.get("AUDIODIFF_TEST_THREADS") or os.environ.get("OMP_NUM_THREADS") or "1"
+if not THREADS.isdigit() or int(THREADS) < 1:
+    raise RuntimeError(f"AUDIODIFF_TEST_THREADS (or OMP_NUM_THREADS) is {THREADS!r}; expected a whole number >= 1")
+os.environ["OMP_NUM_THREADS"] = THREADS
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+torch.set_num_threads(int(THREADS))
 
 # Without CUDA the fused-kernel tests run in Triton's interpreter, which Triton switches on only if the variable is
 # set when it is first imported; anything that imports torch._dynamo imports triton, so it is set before any test
@@ -30,6 +43,32 @@ if not torch.cuda.is_available():
 REPO = Path(__file__).resolve().parents[1]
 DEMO_DIR = REPO / "data" / "demo"
 SR = 22050
+EPS32 = float(torch.finfo(torch.float32).eps)  # 1.19e-7: float32's machine epsilon, the unit of its rounding
+
+
+def rel_l2(actual, expected) -> float:
+    """``||actual - expected|| / ||expected||`` of numpy arrays or tensors: the error of a whole signal, which an
+    element-wise rtol would judge at its zero crossings and a bare atol without regard to its scale."""
+    actual, expected = (torch.as_tensor(v).detach().double() for v in (actual, expected))
+    return float((actual - expected).norm() / expected.norm())
+
+
+def assert_log_mel_close(mel, ref, log: str = "ln") -> None:
+    """``mel``, a float32 log-mel ``[bands, frames]``, equals ``ref`` (float64, or float32 along another path: other
+    batch or frame counts) up to float32 rounding; ``log`` is the front end's compression, "ln" or "diffwave".
+
+    A band's log error is ``scale`` (1 for ln, 20 / ln(10) / 100 on the diffwave scale) times its relative error. A
+    float32 STFT rounds each bin by ~eps of the frame's loudest band, so a band ``ratio`` times quieter than that one
+    is off by ~eps * ratio relative: measured at most 31 eps * ratio (ln) and 52 (diffwave, mostly the log's own
+    rounding) against float64 on three LJSpeech and three demo recordings, with 1 and 2 threads. Allowed: the log's
+    rounding (5-10 ulps) plus 300 eps * ratio, capped at 1e-3 for the quietest bands (measured at most 1.9e-4): a
+    wrong window, mel scale, norm, floor or frame moves values by more than 1e-2."""
+    scale, floor = {"ln": (1.0, 1e-5), "diffwave": (0.2 / np.log(10), 1e-6)}[log]
+    mel, ref = (torch.as_tensor(v).detach().cpu().double().numpy() for v in (mel, ref))
+    ratio = np.exp((ref.max(axis=0) - ref) / scale)  # [bands, frames]: the frame's loudest band / this band
+    tol = np.minimum(floor + 300 * EPS32 * scale * ratio, 1e-3)
+    worst = float(np.max(np.abs(mel - ref) / tol))
+    assert worst <= 1, f"log-mel off by {worst:.2f} times its float32 tolerance"
 
 
 def shared_data_dir() -> Path:

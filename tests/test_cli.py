@@ -96,7 +96,7 @@ def test_synth_missing_or_unreadable_mel_file(capsys, work, tiny_model_dir):
     assert_one_line_error(code, err, "nope.npy", "no such file")
     (work / "text.npy").write_text("not numpy")
     code, _, err = invoke(capsys, "synth", work / "text.npy", work / "out.wav", "--model", tiny_model_dir)
-    assert_one_line_error(code, err, "text.npy", "not a numpy .npy array")
+    assert_one_line_error(code, err, "text.npy", "is a text file, not a .npy mel")
 
 
 def test_synth_with_a_directory_that_is_not_a_model(capsys, work):

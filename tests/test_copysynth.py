@@ -32,6 +32,8 @@ def test_band_limit_removes_what_the_lower_rate_cannot_hold():
     x = _tones([1000, 10000])
     y = band_limit(x, SR, 16000)
     assert y.shape == x.shape and y.dtype == np.float32
+    # Filter properties, not rounding: 40 dB down above 8 kHz (measured 73 dB) and within 1% below (measured 4e-6);
+    # without the band limit the first ratio is 1.
     assert _band_energy(y, 9000, 11000) < 1e-4 * _band_energy(x, 9000, 11000)
     assert abs(_band_energy(y, 900, 1100) / _band_energy(x, 900, 1100) - 1) < 0.01
 

@@ -13,7 +13,7 @@ from audiodiff.audio.mel import MelSpectrogram, mel_config
 from audiodiff.data import AudioCrops, StepBatchSampler, find_audio_files, split_files
 from audiodiff.errors import AudiodiffError
 
-from conftest import SR, harmonic, write_wav
+from conftest import SR, assert_log_mel_close, harmonic, write_wav
 
 N = 8  # crop frames
 
@@ -31,6 +31,7 @@ def _locate(crop: np.ndarray, files: list[np.ndarray], hop: int) -> tuple[int, i
     return hits[0]
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("preset", ["hifigan", "diffwave"])
 def test_crop_mel_equals_whole_file_mel_frames(demo_files, preset):
     cfg = mel_config(preset)
@@ -48,7 +49,9 @@ def test_crop_mel_equals_whole_file_mel_frames(demo_files, preset):
         assert 0 <= k <= whole[f].shape[-1] - N
         crop_mel = mel_fn(item["segment"], pad=False)
         assert crop_mel.shape == (80, N)
-        torch.testing.assert_close(crop_mel, whole[f][:, k:k + N], atol=1e-5, rtol=0)
+        # The same frames through STFTs and GEMMs of 8 or all frames: float32 rounding (measured at most 9.5e-7, where
+        # the old atol was 1e-5, which a quiet band of a noisier BLAS would exceed); one frame off is O(1).
+        assert_log_mel_close(crop_mel, whole[f][:, k:k + N], cfg.log)
         seen.add((f, k))
     assert len({f for f, _ in seen}) >= 2 and len(seen) >= 10  # crops come from several files and offsets
 
@@ -96,7 +99,7 @@ def test_file_choice_is_weighted_by_usable_length(tmp_path):
     write_wav(tmp_path / "short.wav", harmonic(0.2))  # 17 frames -> 10 start positions with N = 8
     write_wav(tmp_path / "long.wav", harmonic(0.8, seed=1))  # 68 frames -> 61 start positions
     ds = AudioCrops(sorted(tmp_path.glob("*.wav")), mel_config("hifigan"), N, seed=0)
-    np.testing.assert_allclose(ds.weights, np.array([61, 10]) / 71)  # sorted: long.wav, short.wav
+    np.testing.assert_allclose(ds.weights, np.array([61, 10]) / 71)  # sorted: long.wav, short.wav; float64 ratios
     # Draws follow the weights: the long file is chosen with probability 61/71 = 0.86.
     audio = [load_audio(tmp_path / name)[0] for name in ("long.wav", "short.wav")]
     picks = [_locate(ds[i]["audio"].numpy(), audio, 256)[0] for i in range(300)]

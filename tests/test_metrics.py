@@ -37,21 +37,21 @@ def test_identical_signals_score_ideal(x):
     m = M.all_metrics(x, x.copy(), SR)
     assert tuple(m) == M.METRIC_KEYS
     for key in ("reference_distance", "mrstft", "log_mel_l1", "mcd_db", "f0_rmse_cents", "vuv_error"):
-        assert m[key] == pytest.approx(0.0, abs=1e-12), key
+        assert m[key] == 0.0, key  # equal inputs through the same operations: every difference is exactly 0
 
 
 def test_estimate_is_trimmed_to_reference_length(x):
     longer = np.concatenate([x, np.random.default_rng(2).standard_normal(500)])
-    assert M.reference_distance(x, longer) == pytest.approx(0.0, abs=1e-12)
-    assert M.log_mel_l1(longer, x, SR) == pytest.approx(0.0, abs=1e-12)
+    assert M.reference_distance(x, longer) == 0.0  # trimmed: equal inputs, as above
+    assert M.log_mel_l1(longer, x, SR) == 0.0
 
 
 @pytest.mark.parametrize("g", [0.5, 2.0])
 @pytest.mark.parametrize("res", M.REFERENCE_RESOLUTIONS)
 def test_gain_gives_closed_form_stft_terms(x, g, res):
     sc, log_mag = M.stft_terms(x, g * x, *res)
-    # ||gY - Y|| / ||Y|| = |g - 1| exactly, since the STFT is linear.
-    assert sc == pytest.approx(abs(1 - g), abs=1e-12)
+    # ||gY - Y|| / ||Y|| = |g - 1| exactly, since the STFT is linear and g a power of two (scaling by it is exact).
+    assert sc == abs(1 - g)
     # log(g|Y| + eps) - log(|Y| + eps) = log g up to eps |1 - 1/g| / |Y|; |Y| stays above ~1e-2 here (noise
     # floor 0.01 over a >=512-sample window), so the floor moves the mean by well under 1e-5.
     assert log_mag == pytest.approx(abs(math.log(g)), abs=1e-5)
@@ -63,7 +63,8 @@ def test_gain_gives_closed_form_distances(x, g):
     # The mel floor 1e-5 is larger relative to Slaney-normalised bands (weights ~ 2 / bandwidth in Hz), so the
     # smallest high bands lose up to ~1e-3 of |log g| on average; measured ~6e-4.
     assert M.log_mel_l1(x, g * x, SR) == pytest.approx(abs(math.log(g)), abs=2e-3)
-    # A gain only shifts the log mel spectrum by a constant, i.e. only c0, which MCD excludes.
+    # A gain only shifts the log mel spectrum by a constant, i.e. only c0, which MCD excludes; the floor bends the
+    # quietest bands a little (measured 0.019 dB at g = 0.5).
     assert M.mel_cepstral_distortion(x, g * x, SR) < 0.05
 
 
@@ -91,7 +92,7 @@ def test_mcd_from_cepstra_hand_example():
     c_est = np.array([[9.0, 2.0, 1.0], [5.0, 3.0, 4.0]])  # c0 differs wildly: must not count
     # frame 0: sqrt(0^2 + 2^2) = 2; frame 1: sqrt(3^2 + 4^2) = 5; mean 3.5
     expected = 10 * math.sqrt(2) / math.log(10) * 3.5
-    assert M.mcd_from_cepstra(c_ref, c_est) == pytest.approx(expected, rel=1e-12)
+    assert M.mcd_from_cepstra(c_ref, c_est) == pytest.approx(expected, rel=1e-12)  # float64, the same few operations
     assert expected == pytest.approx(21.4965, abs=1e-4)
 
 
@@ -139,5 +140,5 @@ def test_pesq_prefers_identical_to_noisy(sr):
 def test_stoi_prefers_identical_to_noisy():
     pytest.importorskip("pystoi")
     ref = _harmonic(seconds=2.0)
-    assert M.stoi(ref, ref, SR) == pytest.approx(1.0, abs=1e-6)
+    assert M.stoi(ref, ref, SR) == pytest.approx(1.0, abs=1e-12)  # float64 correlations of equal envelopes: 1 - 2e-16
     assert M.stoi(ref, _with_noise(ref, 0), SR) < M.stoi(ref, _with_noise(ref, 20), SR) < 1.0

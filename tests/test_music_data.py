@@ -56,7 +56,8 @@ def test_clips_named_by_family_at_the_rate_asked(rendered):
         assert info.samplerate == RATE and info.channels == 1 and info.frames == 2 * RATE
         audio, _ = sf.read(str(f), dtype="float32")
         rms = float(np.sqrt(np.mean(audio ** 2)))
-        assert 0.05 < rms < 0.2 and np.abs(audio).max() <= 0.951  # levelled to -20 dBFS RMS, peak <= 0.95
+        # Levelled to -20 dBFS RMS, peak <= 0.95; + 1e-3 for the file's 16-bit rounding (3e-5).
+        assert 0.05 < rms < 0.2 and np.abs(audio).max() <= 0.951
     labels, classes = class_labels(files, "prefix", 1)  # one piece, one family: one class
     assert labels == [0, 0] and classes[0] in music.PROGRAMS
 

@@ -52,6 +52,8 @@ def test_fast_steps_follow_diffwave_alignment(schedule, steps, tuned):
     sigmas = sigmas_for("fast", steps, schedule, tuned=tuned)
     t = schedule.t_from_sigma(sigmas[:-1]).flip(0)  # fast step s = 0 (least noise) first, as in the paper
     expected = diffwave_alignment(schedule.betas.tolist(), fast_betas(steps, tuned))
+    # float64: cumulative products (<= 200 factors, <= 200 eps64 relative) divided by neighbouring sqrt(alpha_bar)
+    # >= 5e-5 apart: <= 5e-10 of a step (measured 4.5e-13). Interpolating in alpha_bar instead moves t by 3e-4-8e-4.
     np.testing.assert_allclose(t.numpy(), expected, rtol=0, atol=1e-9)
 
 
@@ -67,6 +69,9 @@ def test_default_fast_schedule_is_diffwaves():
 def test_step_index_adapter_round_trips(schedule):
     T = schedule.num_steps
     integer = torch.arange(T, dtype=torch.float64)
+    # float64. sigma = sqrt((1 - a) / a) with a = root^2 near 1 cancels: ~eps64 / beta_0 = 2e-12 relative (measured
+    # 1.3e-12). t: the interpolation divides by grid spacings >= 2e-5, ~1e-11 of a step (measured 6e-12); the
+    # tolerances below leave >= 100x, and an off-by-one step is 1.
     torch.testing.assert_close(schedule.sigma_from_t(integer), schedule.sigmas, rtol=1e-9, atol=0)
     torch.testing.assert_close(schedule.t_from_sigma(schedule.sigmas), integer, rtol=0, atol=1e-6)
     fractional = torch.linspace(-1, T - 1, 997, dtype=torch.float64)
@@ -81,12 +86,14 @@ def test_step_index_adapter_round_trips(schedule):
 def test_conversions_round_trip(betas):
     alpha_bar = alpha_bar_from_betas(betas)
     sigmas = sigma_from_alpha_bar(alpha_bar)
+    # float64: 1 - a_t / a_(t-1) cancels to beta, ~eps64 / beta >= 1e-5: 2e-11 relative (measured 1.2e-12).
     torch.testing.assert_close(betas_from_alpha_bar(alpha_bar), betas, rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(alpha_bar_from_sigma(sigmas), alpha_bar, rtol=1e-9, atol=0)
-    torch.testing.assert_close(sigmas_from_betas(betas), sigmas, rtol=0, atol=0)
+    assert torch.equal(sigmas_from_betas(betas), sigmas)  # the same two functions composed: bitwise
     torch.testing.assert_close(betas_from_sigmas(sigmas), betas, rtol=1e-9, atol=1e-12)
     # Against the definitions directly: alpha_bar_t = prod (1 - beta_s), sigma^2 = (1 - alpha_bar) / alpha_bar.
     b = betas.tolist()
+    # Products of <= 1000 factors in float64: <= 1000 eps64 = 2e-13 apart, whatever the order.
     assert math.isclose(float(alpha_bar[-1]), math.prod(1 - x for x in b), rel_tol=1e-9)
     assert math.isclose(float(sigmas[-1]) ** 2, (1 - float(alpha_bar[-1])) / float(alpha_bar[-1]), rel_tol=1e-9)
 
@@ -115,12 +122,14 @@ def test_explicit_betas():
 def test_karras_sigmas():
     s = karras_sigmas(10, 0.002, 80.0)
     assert len(s) == 10 and s.dtype == torch.float64
+    # float64: the endpoints are set exactly, inner levels are a 7th power of a sum of 7th roots (~10 eps64).
     assert float(s[0]) == pytest.approx(80.0, rel=1e-12) and float(s[-1]) == pytest.approx(0.002, rel=1e-12)
     assert (s[1:] < s[:-1]).all()
     # EDM eq. 5 term by term.
     for i in (1, 4, 8):
         expected = (80.0 ** (1 / 7) + i / 9 * (0.002 ** (1 / 7) - 80.0 ** (1 / 7))) ** 7
         assert float(s[i]) == pytest.approx(expected, rel=1e-12)
+    # float64, rho = 1 is a linear ramp: equal to linspace within a few eps64 (the default 1e-7 is ample).
     torch.testing.assert_close(karras_sigmas(5, 1.0, 3.0, rho=1.0), torch.linspace(3, 1, 5, dtype=torch.float64))
     assert karras_sigmas(1, 0.01, 5.0).tolist() == [5.0]
     # rho interpolates between uniform (rho = 1) and log-uniform (rho -> inf) spacing: interior levels lie between.
@@ -133,6 +142,7 @@ def test_karras_sigmas():
 def test_loglinear_sigmas():
     s = loglinear_sigmas(6, 0.01, 100.0)
     ratios = s[1:] / s[:-1]
+    # float64 exponentials of an evenly spaced ramp: ratios within ~10 eps64 * |log s| (the default 1e-7 is ample).
     torch.testing.assert_close(ratios, torch.full_like(ratios, 0.01 ** (2 / 5)))
     assert float(s[0]) == pytest.approx(100.0) and float(s[-1]) == pytest.approx(0.01)
 
@@ -151,17 +161,19 @@ def test_every_sampler_gets_sensible_sigmas(name, steps):
 def test_respaced_plans_land_on_training_steps(name):
     sigmas = sigmas_for(name, 7, LARGE)[:-1]
     t = LARGE.t_from_sigma(sigmas)
+    # float64, ~1e-11 of a step as in test_step_index_adapter_round_trips; half a step off grid would be 0.5.
     torch.testing.assert_close(t, t.round(), rtol=0, atol=1e-6)
     assert float(t[0]) == pytest.approx(199) and float(t[-1]) == pytest.approx(0, abs=1e-6)
-    torch.testing.assert_close(sigmas_for(name, 200, LARGE)[:-1], LARGE.sigmas.flip(0))  # N = T: every step
+    assert torch.equal(sigmas_for(name, 200, LARGE)[:-1], LARGE.sigmas.flip(0))  # N = T: every step, indexed
 
 
 def test_heun_uses_karras_levels_over_the_training_range():
+    # Each pair below is the same function of the same arguments (or an indexing): bitwise.
     sigmas = sigmas_for("heun", 8, LARGE)
-    torch.testing.assert_close(sigmas[:-1], karras_sigmas(8, LARGE.sigma_min, LARGE.sigma_max))
+    assert torch.equal(sigmas[:-1], karras_sigmas(8, LARGE.sigma_min, LARGE.sigma_max))
     on_grid = sigmas_for("heun", 8, LARGE, spacing="respaced")
-    torch.testing.assert_close(on_grid, sigmas_for("ddim", 8, LARGE))
-    torch.testing.assert_close(sigmas_for("heun", 500, LARGE)[[0, -2]], LARGE.sigmas[[-1, 0]])  # N > T is fine
+    assert torch.equal(on_grid, sigmas_for("ddim", 8, LARGE))
+    assert torch.equal(sigmas_for("heun", 500, LARGE)[[0, -2]], LARGE.sigmas[[-1, 0]])  # N > T is fine
 
 
 def test_plan_errors_say_what_to_do():
@@ -183,4 +195,4 @@ def test_plan_errors_say_what_to_do():
 
 def test_explicit_betas_work_with_any_sampler():
     betas = [1e-4, 1e-3, 0.01, 0.05, 0.2, 0.5]
-    torch.testing.assert_close(sigmas_for("ddim", 6, BASE, betas=betas), sigmas_for("fast", 6, BASE))
+    assert torch.equal(sigmas_for("ddim", 6, BASE, betas=betas), sigmas_for("fast", 6, BASE))  # the same betas

@@ -1,10 +1,11 @@
-"""Audio file I/O: load anything libsndfile reads (wav, flac, ogg, mp3), mix to mono, resample, save.
+"""Audio file I/O: load anything libsndfile reads (wav, flac, ogg, mp3), mix to mono, resample, save (atomically).
 
 Resampling uses soxr through librosa (``res_type="soxr_hq"``), a maintained band-limited resampler.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import librosa
 import numpy as np
 import soundfile as sf
 
+from audiodiff import atomic
 from audiodiff.errors import AudiodiffError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
@@ -44,10 +46,21 @@ def load_audio(path: str | os.PathLike, sample_rate: int | None = None) -> tuple
 
 
 def save_audio(path: str | os.PathLike, audio, sample_rate: int, subtype: str = "PCM_16") -> Path:
-    """Write mono ``audio [T]`` (numpy or torch) to ``path``; ``subtype`` "PCM_16" or "FLOAT"."""
+    """Write mono ``audio [T]`` (numpy or torch) to ``path`` atomically (``atomic.py``), in the format its extension
+    names; ``subtype`` "PCM_16" or "FLOAT"."""
     path = Path(path)
+    fmt = {"AIF": "AIFF"}.get(path.suffix[1:].upper(), path.suffix[1:].upper())
+    if fmt not in sf.available_formats():
+        raise AudiodiffError(f"{path}: no audio format has the extension {path.suffix!r}; use .wav or .flac")
     audio = np.asarray(audio.detach().cpu() if hasattr(audio, "detach") else audio, dtype=np.float32)
     audio = np.clip(audio.reshape(-1), -1.0, 1.0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), audio, sample_rate, subtype=subtype)
-    return path
+    buf = io.BytesIO()  # in memory first: libsndfile reports a full disk as "System error", without the errno
+    sf.write(buf, audio, sample_rate, subtype=subtype, format=fmt)
+    return atomic.write_bytes(path, buf.getbuffer(), "audio file")
+
+
+def save_mel(path: str | os.PathLike, mel: np.ndarray) -> Path:
+    """Write a log-mel ``[n_mels, frames]`` to ``path`` (exactly that name) as ``.npy``, atomically."""
+    buf = io.BytesIO()
+    np.save(buf, mel)
+    return atomic.write_bytes(path, buf.getbuffer(), "mel")

@@ -18,31 +18,59 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Annotated, ClassVar
 
 import torch
 import torchaudio
 from torch import nn
 
 from audiodiff.errors import AudiodiffError
+from audiodiff.ranges import OneOf, Range
+
+LOGS = ("ln", "diffwave")
+MEL_SCALES = ("slaney", "htk")
+
+
+def _fmax_rule(c: "MelConfig") -> str | None:
+    if c.fmax is not None and c.fmax > c.sample_rate / 2:
+        return (f"recipe key mel.fmax: {c.fmax:g} is above half of mel.sample_rate {c.sample_rate}; expected at most "
+                f"{c.sample_rate / 2:g} Hz, or null for sample_rate / 2")
+    return None
+
+
+def _fmin_rule(c: "MelConfig") -> str | None:
+    top = c.fmax if c.fmax is not None else c.sample_rate / 2
+    if c.fmin >= top:
+        return f"recipe key mel.fmin: {c.fmin:g} is not below mel.fmax ({top:g} Hz); expected fmin < fmax"
+    return None
+
+
+def _hop_rule(c: "MelConfig") -> str | None:
+    if c.hop_length > c.win_length:
+        return (f"recipe key mel.hop_length: {c.hop_length} exceeds mel.win_length {c.win_length}, so frames would "
+                f"skip audio between windows; expected hop_length <= win_length")
+    return None
 
 
 @dataclass(frozen=True)
 class MelConfig:
     """Every parameter of the mel front end; presets are named instances of it."""
 
-    sample_rate: int = 22050
-    n_fft: int = 1024
-    hop_length: int = 256
-    win_length: int = 1024
-    n_mels: int = 80
-    fmin: float = 0.0
-    fmax: float | None = 8000.0  # None: sample_rate / 2
-    mel_scale: str = "slaney"  # "slaney" or "htk"
-    mel_norm: str | None = "slaney"  # "slaney" (area-normalised filters) or None
+    sample_rate: Annotated[int, Range(1)] = 22050
+    n_fft: Annotated[int, Range(1, 2**16)] = 1024
+    hop_length: Annotated[int, Range(1)] = 256
+    win_length: Annotated[int, Range(1)] = 1024  # at most n_fft (checked by mel_config)
+    n_mels: Annotated[int, Range(1)] = 80
+    fmin: Annotated[float, Range(0)] = 0.0
+    fmax: Annotated[float | None, Range(0, lo_open=True)] = 8000.0  # None: sample_rate / 2
+    mel_scale: Annotated[str, OneOf(*MEL_SCALES)] = "slaney"
+    mel_norm: Annotated[str | None, OneOf("slaney", None)] = "slaney"  # "slaney" (area-normalised filters) or None
     center: bool = False  # True: pad n_fft // 2 each side; False: pad (n_fft - hop) / 2 each side
     normalized: bool = False  # divide the STFT by sqrt(sum(window^2))
-    log: str = "ln"  # "ln": log(max(x, 1e-5)); "diffwave": (20 log10(max(x, 1e-5)) - 20 + 100) / 100 in [0, 1]
-    mag_eps: float = 1e-9  # magnitude sqrt(re^2 + im^2 + mag_eps): HiFi-GAN adds 1e-9, the reference DiffWave 0
+    # log: "ln": log(max(x, 1e-5)); "diffwave": (20 log10(max(x, 1e-5)) - 20 + 100) / 100 in [0, 1]
+    log: Annotated[str, OneOf(*LOGS)] = "ln"
+    mag_eps: Annotated[float, Range(0)] = 1e-9  # magnitude sqrt(re^2 + im^2 + mag_eps): HiFi-GAN 1e-9, DiffWave 0
+    RULES: ClassVar = (_fmax_rule, _fmin_rule, _hop_rule)  # relations between fields, checked by config._build
 
     @property
     def pad(self) -> tuple[int, int]:

@@ -17,13 +17,14 @@ TRUNCATED = re.compile(r"^data\s*:\s*(\d+) \(should be (\d+)\)", re.MULTILINE)
 PLACEHOLDER = 0x7F000000  # streaming writers declare lengths near 2^31 or 2^32 when they can't seek back: not cut
 
 
-def find_audio_files(path: str | os.PathLike) -> list[Path]:
-    """Audio files under a folder (recursively, sorted) or listed one per line in a text file."""
+def find_audio_files(path: str | os.PathLike, hint: str = "pass --data DIR or set AUDIODIFF_DATA") -> list[Path]:
+    """Audio files under a folder (recursively, sorted) or listed one per line in a text file; ``hint`` ends the
+    error message and says where the path came from (the default: training's ``--data``)."""
     path = Path(path).expanduser()
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
         if not files:
-            raise AudiodiffError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {path}; check --data")
+            raise AudiodiffError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {path}; {hint}")
         return files
     if path.is_file() and path.suffix.lower() in (".txt", ".lst", ".list", ".csv"):
         lines = [ln.strip().split("|")[0].split(",")[0] for ln in path.read_text().splitlines()]
@@ -31,9 +32,7 @@ def find_audio_files(path: str | os.PathLike) -> list[Path]:
         if not files:
             raise AudiodiffError(f"file list {path} is empty; expected one audio path per line")
         return files
-    raise AudiodiffError(
-        f"data path {path} is neither a folder nor a file list (.txt); pass --data DIR or set AUDIODIFF_DATA"
-    )
+    raise AudiodiffError(f"data path {path} is neither a folder nor a file list (.txt); {hint}")
 
 
 def split_files(path, valid_path=None, valid_files: int = 8) -> tuple[list[Path], list[Path]]:

@@ -110,13 +110,16 @@ def loglinear_sigmas(n: int, sigma_min: float, sigma_max: float) -> torch.Tensor
     return sigmas
 
 
+SCHEDULES = ("linear", "cosine")  # the names make_betas knows
+
+
 def make_betas(name: str, steps: int, **kwargs) -> torch.Tensor:
     """Betas of a named schedule: ``linear`` (DiffWave) or ``cosine``."""
     if name == "linear":
         return linear_betas(steps, **kwargs)
     if name == "cosine":
         return cosine_betas(steps, **kwargs)
-    raise ValueError(f"unknown schedule {name!r}; expected 'linear' or 'cosine'")
+    raise ValueError(f"unknown schedule {name!r}; expected one of {', '.join(SCHEDULES)}")
 
 
 class DiscreteSchedule:

@@ -7,8 +7,10 @@ Summaries give the mean and a 95% confidence interval (normal approximation, 1.9
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import numbers
 import time
 from pathlib import Path
 
@@ -17,9 +19,11 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from audiodiff import atomic
 from audiodiff.audio.io import load_audio
 from audiodiff.audio.mel import MelConfig, decompress
-from audiodiff.data.files import find_audio_files
+from audiodiff.data.files import find_audio_files, probe
+from audiodiff.errors import AudiodiffError
 from audiodiff.eval import metrics as M
 
 
@@ -70,18 +74,24 @@ def evaluate(vocoder, data: str | Path, *, steps: int | None = None, sampler: st
     above its Nyquist frequency, and its mel (``fmax`` 8 kHz) says nothing about that band either. With
     ``match_bandwidth`` the outputs of such files are limited to the recording's band (:func:`band_limit`) before
     scoring, so that the distances measure what the mel determines; the report counts those files. ``seed``
-    draws the sampler's noise and the baseline's initial phase, both random in what they score."""
-    files = find_audio_files(data)[:limit] if limit else find_audio_files(data)
+    draws the sampler's noise and the baseline's initial phase, both random in what they score. Files that cannot
+    be read are skipped and listed in ``report["skipped"]`` (``{"file", "reason"}``), as training skips them."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 0):
+        raise AudiodiffError(f"limit must be a whole number >= 0 (0 or None: every file), got {limit!r}")
+    files = find_audio_files(data, hint="give a folder of recordings or a file list (.txt) to evaluate on")
+    files = files[:limit] if limit else files
     sr, cfg = vocoder.sample_rate, vocoder.mel_config
     keys = M.METRIC_KEYS if full else ("reference_distance", "mrstft", "log_mel_l1")
-    rows, base_rows, seconds, synth_time, limited = [], [], 0.0, 0.0, 0
+    rows, base_rows, skipped, seconds, synth_time, limited = [], [], [], 0.0, 0.0, 0
     iterator = files
     if progress:
         from tqdm import tqdm
         iterator = tqdm(files, desc="eval", unit="file", leave=False)
     for path in iterator:
-        ref, _ = load_audio(path, sr)
-        mel = vocoder.mel(ref).cpu().numpy()
+        ref, mel, reason = _read(vocoder, path)
+        if reason is not None:
+            skipped.append({"file": str(path), "reason": reason})
+            continue
         t0 = time.perf_counter()
         est = vocoder(mel, steps=steps, sampler=sampler, seed=seed)
         synth_time += time.perf_counter() - t0
@@ -96,13 +106,28 @@ def evaluate(vocoder, data: str | Path, *, steps: int | None = None, sampler: st
         rows.append({"file": str(path), **score(est)})
         if baseline == "griffinlim":
             base_rows.append({"file": str(path), **score(griffin_lim(mel, cfg, seed=seed))})
-    report = {"data": str(data), "files": rows, "summary": summarise(rows, keys),
+    if not rows:
+        raise AudiodiffError(f"none of the {len(files)} files in {data} can be read; first: {skipped[0]['file']} "
+                             f"({skipped[0]['reason']}); expected wav, flac, ogg or mp3 recordings")
+    report = {"data": str(data), "files": rows, "skipped": skipped, "summary": summarise(rows, keys),
               "sampler": sampler or vocoder.sampler, "steps": steps or vocoder.steps,
               "refine": vocoder.refine, "refine_momentum": vocoder.refine_momentum, "precision": vocoder.precision,
               "audio_seconds": seconds, "synthesis_seconds": synth_time, "band_limited_files": int(limited)}
     if baseline:
         report["baseline"] = {"name": baseline, "files": base_rows, "summary": summarise(base_rows, keys)}
     return report
+
+
+def _read(vocoder, path: Path) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:
+    """``(audio, mel, None)`` of a recording at the model's rate, or ``(None, None, why it can't be scored)``."""
+    reason = probe(path)
+    if reason is None:
+        try:
+            ref, _ = load_audio(path, vocoder.sample_rate)
+            return ref, vocoder.mel(ref).cpu().numpy(), None
+        except AudiodiffError as err:
+            reason = str(err).removeprefix(f"{path}: ")
+    return None, None, reason
 
 
 def metrics_of(ref, est, sr, cfg: MelConfig, keys=M.METRIC_KEYS) -> dict:
@@ -116,17 +141,17 @@ def metrics_of(ref, est, sr, cfg: MelConfig, keys=M.METRIC_KEYS) -> dict:
 
 
 def write_report(report: dict, out: str | Path) -> None:
-    """``out`` (JSON) plus a per-file CSV beside it (``.csv``)."""
+    """``out`` (JSON) plus a per-file CSV beside it (``.csv``), each written atomically (``atomic.py``)."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    atomic.write_text(out, json.dumps(report, indent=2) + "\n", "eval report")
     rows = report["files"] + [dict(r, file=f"[{report['baseline']['name']}] {r['file']}")
                               for r in report.get("baseline", {}).get("files", [])]
     if rows:
-        with open(out.with_suffix(".csv"), "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic.write_text(out.with_suffix(".csv"), text.getvalue(), "eval report")
 
 
 def format_summary(report: dict) -> str:
@@ -138,6 +163,9 @@ def format_summary(report: dict) -> str:
             b = report["baseline"]["summary"][k]
             line += f"{b['mean']:>14.4f} ± {b['ci95']:<6.3f}"
         lines.append(line)
+    if report.get("skipped"):
+        lines.append(f"skipped {len(report['skipped'])} of {len(report['skipped']) + len(report['files'])} files: "
+                     + "; ".join(f"{s['file']} ({s['reason']})" for s in report["skipped"]))
     if report.get("band_limited_files"):
         lines.append(f"{report['band_limited_files']} file(s) recorded below the model's rate: outputs limited to "
                      f"their band (--full-band to score the whole band)")

@@ -9,15 +9,15 @@ copy-synthesised validation clips, all with the same noise seed.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from audiodiff import atomic
 from audiodiff.audio.io import load_audio
 from audiodiff.data.files import find_audio_files
 from audiodiff.diffusion.plan import fast_betas
-from audiodiff.errors import AudiodiffError
+from audiodiff.errors import AudiodiffError, check_count
 from audiodiff.eval.metrics import reference_distance
 
 FACTORS = (0.5, 0.7, 1.4, 2.0)
@@ -25,6 +25,9 @@ FACTORS = (0.5, 0.7, 1.4, 2.0)
 
 def load_clips(vocoder, data, clips: int = 8, seconds: float = 2.0) -> list[np.ndarray]:
     """The middle ``seconds`` of the first ``clips`` files of ``data`` (sorted), at the model's rate."""
+    check_count("clips", clips)
+    if not seconds > 0:
+        raise AudiodiffError(f"seconds must be above 0, got {seconds!r}")
     out = []
     for path in find_audio_files(data)[:clips]:
         audio, _ = load_audio(path, vocoder.sample_rate)
@@ -36,6 +39,8 @@ def load_clips(vocoder, data, clips: int = 8, seconds: float = 2.0) -> list[np.n
 
 def score(vocoder, clips, betas, seed: int = 0) -> float:
     """Mean reference distance of copy-synthesis with the ``fast`` sampler on ``betas``."""
+    if not len(clips):
+        raise AudiodiffError("no clips to score the schedule on; pass at least one validation recording")
     dists = []
     for ref in clips:
         est = vocoder(vocoder.mel(ref).cpu().numpy(), sampler="fast", betas=betas, seed=seed)
@@ -45,6 +50,8 @@ def score(vocoder, clips, betas, seed: int = 0) -> float:
 
 def search(vocoder, clips, steps: int, passes: int = 2, log=print) -> tuple[list[float], float, float]:
     """Best betas for ``steps`` steps; returns ``(betas, best_score, start_score)``."""
+    check_count("steps", steps)
+    check_count("passes", passes)
     best = fast_betas(steps)
     best_score = start_score = score(vocoder, clips, best)
     log(f"start {np.round(best, 5).tolist()}: {start_score:.4f}")
@@ -73,6 +80,4 @@ def store(model_dir: str | Path, steps: int, betas) -> None:
     path = Path(model_dir) / "config.json"
     cfg = json.loads(path.read_text())
     cfg.setdefault("tuned_schedules", {})[str(steps)] = [float(b) for b in betas]
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(cfg, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(cfg, indent=2) + "\n", "model config")

@@ -1,5 +1,5 @@
-"""Resumable training checkpoints: written atomically (temporary file, fsync, rename), the last k kept, loaded
-with ``torch.load(weights_only=True)`` so a checkpoint can never run code.
+"""Resumable training checkpoints: written atomically (``atomic.py``: temporary file, fsync, rename), the last k
+kept, loaded with ``torch.load(weights_only=True)`` so a checkpoint can never run code.
 
 A process killed mid-write leaves only a ``.tmp-*`` file, which is never loaded and is removed by the next save.
 Faults tested: docs/reliability.md.
@@ -7,14 +7,14 @@ Faults tested: docs/reliability.md.
 
 from __future__ import annotations
 
+import io
 import logging
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
 
+from audiodiff import atomic
 from audiodiff.errors import AudiodiffError
 
 log = logging.getLogger("audiodiff")
@@ -39,24 +39,9 @@ def save_checkpoint(state: dict, run_dir: Path, step: int, keep: int = 3) -> Pat
     """Write ``state`` for ``step`` atomically; remove all but the newest ``keep``. Raises ``AudiodiffError``
     (leaving earlier checkpoints untouched) if the write fails."""
     path = checkpoint_path(run_dir, step)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as err:
-        raise AudiodiffError(
-            f"could not write checkpoint {path}: {err.strerror or err}; free disk space or fix the folder's "
-            f"permissions, then resume (earlier checkpoints are intact)"
-        ) from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
+    buf = io.BytesIO()  # in memory first: torch's zip writer hides a full disk's ENOSPC ("unexpected pos")
+    torch.save(state, buf)
+    atomic.write_bytes(path, buf.getbuffer(), "checkpoint", "then resume (earlier checkpoints are intact)")
     for stale in path.parent.glob(".tmp-*.pt"):  # left by a process killed while writing
         stale.unlink(missing_ok=True)
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:

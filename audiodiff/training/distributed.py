@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from audiodiff.devices import resolve_device
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -25,9 +27,7 @@ def setup(device: str | None = None) -> Dist:
     """Join the process group if launched by torchrun, and pick this process's device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    if device is None:
-        device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    dev = resolve_device(device, default=f"cuda:{local}" if torch.cuda.is_available() else "cpu")
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():

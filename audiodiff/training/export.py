@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from audiodiff import artifacts, atomic
 from audiodiff.config import recipe_from_dict
 from audiodiff.errors import AudiodiffError
 from audiodiff.factory import build_backbone
@@ -14,18 +15,20 @@ def export(run_dir: str | Path, out_dir: str | Path, checkpoint: str | Path | No
            fp16: bool = False, vocoder: str | Path | None = None) -> Path:
     """Write the EMA weights of the newest (or the given) checkpoint of ``run_dir`` as a model directory
     (a ``Vocoder``, or a ``MelGenerator`` for a unet2d run, with the run's class names). ``vocoder``: an exported
-    vocoder with the generator's mel settings, copied into ``out_dir/vocoder`` as its paired vocoder."""
+    vocoder with the generator's mel settings, copied into ``out_dir/vocoder`` as its paired vocoder. An earlier
+    export at ``out_dir`` is replaced whole, atomically (``atomic.replacing_dir``)."""
     from audiodiff.vocoder import Vocoder
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
+    if out_dir.resolve() == run_dir.resolve():
+        raise AudiodiffError("the export directory must differ from the run directory")
+    atomic.check_writable(out_dir, "model directory", directory=True, owned=artifacts.ENTRIES)
     if checkpoint is not None:
         state, path = load_checkpoint(Path(checkpoint)), Path(checkpoint)
     else:
         state, path = load_latest(run_dir)
     if state is None:
         raise AudiodiffError(f"no checkpoint in {run_dir}/checkpoints; train first with `audiodiff train`")
-    if out_dir.resolve() == run_dir.resolve():
-        raise AudiodiffError("the export directory must differ from the run directory")
     recipe = recipe_from_dict(state["recipe"])
     if vocoder is not None and recipe.model.arch != "unet2d":
         raise AudiodiffError("--vocoder pairs a vocoder with a spectrogram generator; this run is a vocoder")
@@ -40,9 +43,10 @@ def export(run_dir: str | Path, out_dir: str | Path, checkpoint: str | Path | No
         voc = Vocoder.from_pretrained(vocoder, device="cpu") if vocoder is not None else None
         if voc is not None:
             gen.check_vocoder(voc, vocoder)  # before anything is written
-        gen.save_pretrained(out_dir, fp16=fp16)
-        if voc is not None:
-            voc.save_pretrained(out_dir / PAIRED_VOCODER, fp16=fp16)
+        with atomic.replacing_dir(out_dir, "model directory", artifacts.ENTRIES) as tmp:  # the pair, whole or not
+            gen.save_pretrained(tmp, fp16=fp16)
+            if voc is not None:
+                voc.save_pretrained(tmp / PAIRED_VOCODER, fp16=fp16)
         return out_dir
     voc = Vocoder(net, recipe.mel, recipe.model, recipe.diffusion)
     voc.save_pretrained(out_dir, fp16=fp16)

@@ -13,6 +13,7 @@ stop the run. Faults tested: docs/reliability.md.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -24,16 +25,19 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
-from audiodiff import artifacts
+from audiodiff import artifacts, atomic
 from audiodiff.audio.mel import MelSpectrogram
 from audiodiff.config import Recipe, recipe_from_dict, save_recipe
 from audiodiff.data import AudioCrops, StepBatchSampler, class_labels, split_files
+from audiodiff.diffusion import sigmas_for
 from audiodiff.diffusion.guidance import drop_labels
 from audiodiff.errors import AudiodiffError
-from audiodiff.factory import build_backbone, build_denoiser
+from audiodiff.factory import build_backbone, build_denoiser, build_schedule, check_buildable
 from audiodiff.training import checkpoint as ckpt
 from audiodiff.training import distributed
 from audiodiff.training.ema import EMA
+from audiodiff.training.lock import run_lock
+from audiodiff.training.resume import apply_changes, resume_changes
 from audiodiff.training.targets import check_image_crops, diffusion_inputs, mel_loss
 from audiodiff.training.validate import validate
 
@@ -125,9 +129,8 @@ def make_loader(dataset, batch_size: int, start: int, dist, workers: int, steps=
 
 
 def write_config(recipe: Recipe, path: Path) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    save_recipe(recipe, tmp)
-    os.replace(tmp, path)  # a kill mid-write must not leave a truncated config.yaml that blocks the resume
+    with atomic.replacing(path, "run config") as tmp:  # a kill mid-write must not truncate it and block the resume
+        save_recipe(recipe, tmp)
 
 
 def train_step(denoiser, mel_fn, batch, gen, device, amp_dtype, recipe: Recipe):
@@ -170,17 +173,41 @@ def backward(loss, net, opt, scaler, clip: float, world: int):
     return (None if grad_ok else "gradient") if loss_ok else "loss", grad_norm
 
 
+def check_before_writing(recipe: Recipe, world: int) -> None:
+    """What the recipe's declared ranges (``config.py``) cannot see, checked before the run directory is touched:
+    crops that fit a U-Net tile, a batch that splits across the processes, a backbone that builds (on the meta
+    device: no memory), and noise levels for the default sampler, which validation and the exported model use."""
+    check_image_crops(recipe)
+    StepBatchSampler(recipe.train.batch_size, world=world)
+    check_buildable(recipe.model, recipe.mel)
+    d = recipe.diffusion
+    try:
+        sigmas_for(d.sampler, d.sample_steps, build_schedule(d))
+    except AudiodiffError as err:
+        raise AudiodiffError(f"diffusion.sampler {d.sampler} with diffusion.sample_steps {d.sample_steps}: "
+                             f"{err}") from None
+
+
 def train(recipe: Recipe, run_dir: str | Path, *, device: str | None = None, progress: bool = True) -> Path:
-    """Train (or resume) in ``run_dir``; returns the path of the last checkpoint."""
+    """Train (or resume) in ``run_dir``; returns the path of the last checkpoint. Everything checkable is checked
+    before anything is written, and ``run_dir`` is locked for the whole run (``lock.py``): a second trainer there
+    stops at once with an error naming this one."""
     run_dir = Path(run_dir)
     dist = distributed.setup(device)
-    tc = recipe.train
     data_path = resolve_data(recipe)
-    check_image_crops(recipe)
+    check_before_writing(recipe, dist.world)
+    with run_lock(run_dir) if dist.main else contextlib.nullcontext():
+        return _train(recipe, run_dir, dist, data_path, progress)
+
+
+def _train(recipe: Recipe, run_dir: Path, dist: distributed.Dist, data_path: str, progress: bool) -> Path:
+    """The run itself, ``run_dir`` locked: build, resume, then the loop."""
+    tc = recipe.train
     check_resume_compatible(run_dir, recipe)
+    state, path = ckpt.load_latest(run_dir, map_location=dist.device)  # refused changes stop here, unwritten
+    changes = resume_changes(state["recipe"], recipe, path) if state is not None else []
     if dist.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_config(recipe, run_dir / "config.yaml")  # resolved config, before step 0
+        write_config(recipe, run_dir / "config.yaml")  # resolved config, before step 0 and before the data is read
 
     # Build.
     train_files, valid_files = split_files(data_path, recipe.data.valid_path, recipe.data.valid_files)
@@ -188,7 +215,7 @@ def train(recipe: Recipe, run_dir: str | Path, *, device: str | None = None, pro
     train_labels = labels[: len(train_files)] if labels else None
     valid_labels = labels[len(train_files):] if labels else None
     if classes and dist.main:
-        (run_dir / "classes.txt").write_text("\n".join(classes) + "\n")
+        atomic.write_text(run_dir / "classes.txt", "\n".join(classes) + "\n", "class list")
     dataset = AudioCrops(train_files, recipe.mel, recipe.data.crop_frames, seed=tc.seed, labels=train_labels,
                          progress=progress, pad_short=recipe.data.pad_short,
                          speed_perturb=recipe.data.speed_perturb)
@@ -198,8 +225,8 @@ def train(recipe: Recipe, run_dir: str | Path, *, device: str | None = None, pro
     with torch.random.fork_rng(devices=[]):  # initial weights from train.seed, the caller's RNG untouched
         torch.manual_seed(tc.seed)
         net = build_backbone(recipe.model, recipe.mel)
-    if tc.init:
-        load_initial_weights(net, tc.init, recipe)  # a resumed run's checkpoint replaces these below
+    if tc.init and state is None:  # a resumed run continues from its checkpoint
+        load_initial_weights(net, tc.init, recipe)
     net = net.to(dist.device)
     ema = EMA(net, tc.ema_decay)
     fused = dist.device.type == "cuda"
@@ -211,16 +238,19 @@ def train(recipe: Recipe, run_dir: str | Path, *, device: str | None = None, pro
 
     # Resume.
     step, elapsed, last_ckpt = 0, 0.0, None
-    state, path = ckpt.load_latest(run_dir, map_location=dist.device)
     if state is not None:
         net.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        if state["scaler"]:  # empty when saved without fp16: a run switched to fp16 starts a fresh scaler
+            scaler.load_state_dict(state["scaler"])
+        apply_changes(changes, opt, sched, tc)
         step, elapsed, last_ckpt = int(state["step"]), float(state["elapsed"]), path
         if dist.main:
             log.info("resumed from %s at step %d", path, step)
+            for key, old, new in changes:
+                log.info("resume: %s %s -> %s", key, old, new)
     # compile only on a GPU: the channels-last layers are 2.2x faster compiled there (docs/performance.md); on the
     # CPU the compile time outweighs the gain for the short runs people make there.
     model = torch.compile(net) if tc.compile and dist.device.type == "cuda" else net
