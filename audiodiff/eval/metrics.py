@@ -9,10 +9,16 @@ both are trimmed to the shorter length first. Lower is better unless a docstring
   resolutions of their Table 1), with its reference implementation's details: reflect padding and magnitudes
   ``sqrt(max(|STFT|^2, 1e-7))`` (kan-bayashi/ParallelWaveGAN, ``losses/stft_loss.py``).
 - ``log_mel_l1``: L1 between log magnitude mel spectra, as in HiFi-GAN's "Mel-Spec. error" (Kong et al., 2020).
-- ``mel_cepstral_distortion``: MCD (Kubichek, 1993) in dB on mel-frequency cepstra, c0 excluded.
+- ``mel_cepstral_distortion``: MCD (Kubichek, 1993) in dB as vocoder papers compute it: SPTK mel-cepstra
+  c1..c24 of WORLD spectral envelopes (``pyworld``, ``pysptk``) at 16 kHz, speech frames paired one to one.
 - ``f0_metrics``: F0 RMSE in cents and voiced/unvoiced error from pYIN (Mauch & Dixon, 2014).
 - ``pesq_wb`` / ``stoi``: ITU-T P.862.2 wide-band PESQ and STOI (Taal et al., 2011) through the optional
   ``pesq`` and ``pystoi`` packages (``pip install audiodiff[metrics]``); higher is better; None when missing.
+- ``eval/pitch.py``: periodicity RMSE and V/UV F1 from CREPE, as BigVGAN reports them.
+- ``eval/mos.py``: DNSMOS (P.835 SIG/BAK/OVRL, P.808) and DistillMOS of the estimate and, under ``ref_`` keys, of
+  the recording, so that a report shows the gap to the recording (non-intrusive; higher is better).
+
+MCD, the pitch figures and the MOS scores need the ``metrics`` extra too; each is None when its package is missing.
 """
 
 from __future__ import annotations
@@ -23,14 +29,22 @@ import math
 import librosa
 import numpy as np
 
+from audiodiff.eval.mos import MOS_KEYS, mos_available, mos_scores
+from audiodiff.eval.pitch import PITCH_KEYS, periodicity_metrics, pitch_available
+
 # (n_fft, hop_length, win_length)
 REFERENCE_RESOLUTIONS = ((512, 128, 512), (1024, 256, 1024), (2048, 512, 2048))
 PWG_RESOLUTIONS = ((512, 50, 240), (1024, 120, 600), (2048, 240, 1200))
 LOG_STFT_FLOOR = 1e-7
 LOG_MEL_FLOOR = 1e-5
 METRIC_KEYS = ("reference_distance", "mrstft", "log_mel_l1", "mcd_db", "f0_rmse_cents", "vuv_error",
-               "pesq_wb", "stoi")  # the keys of all_metrics, in order
+               *PITCH_KEYS, "pesq_wb", "stoi", *MOS_KEYS,
+               *(f"ref_{k}" for k in MOS_KEYS))  # the keys of all_metrics, in order
 MCD_SCALE = 10.0 * math.sqrt(2.0) / math.log(10.0)  # (10 / ln 10) * sqrt(2) dB per natural-log cepstral unit
+MCD_ORDER = 24  # mel-cepstral order: c1..c24 compared, c0 (log gain) excluded
+MCD_FRAME_MS = 5.0  # WORLD's default frame period
+MCD_RANGE_DB = 40.0  # speech frames: reference envelope power within this many dB of its loudest frame
+MCD_SR = 16000  # MCD's rate: it covers 0-8 kHz, the band of a mel with fmax 8 kHz (mel_cepstral_distortion)
 
 
 def _trim(ref: np.ndarray, est: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -110,22 +124,58 @@ def mcd_from_cepstra(c_ref: np.ndarray, c_est: np.ndarray) -> float:
     return float(MCD_SCALE * np.mean(np.sqrt(np.sum(diff**2, axis=1))))
 
 
-def mel_cepstral_distortion(
-    ref: np.ndarray, est: np.ndarray, sr: int, n_mfcc: int = 13, n_fft: int = 1024, hop: int = 256,
-    n_mels: int = 80,
-) -> float:
-    """MCD in dB on mel cepstra c1..c{n_mfcc-1}; frames paired one-to-one (no DTW).
+def world_mel_cepstrum(audio: np.ndarray, sr: int, order: int = MCD_ORDER,
+                       alpha: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """SPTK mel-cepstrum ``[frames, 1 + order]`` of ``audio`` and each frame's envelope power in dB ``[frames]``.
 
-    Cepstra: orthonormal DCT-II (librosa.feature.mfcc, no lifter) of the natural log of the Slaney magnitude
-    mel spectrum used by ``log_mel_l1`` (floor 1e-5), so the dB constant applies to natural-log units.
-    Copy-synthesis output is time-aligned with its reference, hence no DTW; do not use this on unaligned
-    audio. These are mel-filterbank cepstra, not SPTK mel-generalised cepstra: compare values only within
-    this definition.
+    WORLD (Morise et al., 2016) through ``pyworld``: F0 by Dio refined by StoneMask, then the CheapTrick power
+    spectral envelope every 5 ms; ``pysptk.sp2mc`` turns each envelope into a mel-cepstrum of ``order`` with the
+    all-pass constant ``alpha`` (default ``pysptk.util.mcepalpha(sr)``: 0.41 at 16 kHz, 0.455 at 22.05 kHz).
     """
+    pyworld, pysptk = _sptk()
+    x = np.ascontiguousarray(audio, dtype=np.float64)
+    f0, t = pyworld.dio(x, sr, frame_period=MCD_FRAME_MS)
+    f0 = pyworld.stonemask(x, f0, t, sr)
+    sp = pyworld.cheaptrick(x, f0, t, sr)  # [frames, n_fft / 2 + 1] power
+    alpha = pysptk.util.mcepalpha(sr) if alpha is None else alpha
+    return pysptk.sp2mc(sp, order, alpha), 10.0 * np.log10(np.mean(sp, axis=1))
+
+
+def mel_cepstral_distortion(ref: np.ndarray, est: np.ndarray, sr: int, order: int = MCD_ORDER,
+                            alpha: float | None = None, range_db: float = MCD_RANGE_DB) -> float | None:
+    """MCD in dB on the scale vocoder papers report (single digits for a usable vocoder on speech); None without
+    the ``metrics`` extra (``pyworld``, ``pysptk``). Replaces the filterbank-cepstrum MCD (13-63 dB, comparable
+    with nothing published) under the same key, ``mcd_db``; ``log_mel_l1`` already measures the mel spectrum.
+
+    Definition: both signals resampled to 16 kHz (soxr_hq, the project's resampler); mel-cepstra c1..c{order}
+    (c0, the log gain, excluded) of the WORLD CheapTrick envelope of each (:func:`world_mel_cepstrum`: 5 ms
+    frames, order 24, alpha 0.41); MCD = (10 / ln 10) * mean_t sqrt(2 sum_d (c_ref[t, d] - c_est[t, d])^2), over
+    the speech frames: those whose reference envelope power lies within ``range_db`` (40) dB of the reference's
+    loudest frame, so that leading and trailing silence does not weigh in. Frames are paired one to one, without
+    DTW: copy-synthesis output is time-aligned with its recording (the mel has the recording's frames); do not use
+    this on unaligned audio.
+
+    Why 16 kHz: the log envelope of a band that one signal leaves empty is unbounded below, so at 22.05 kHz the
+    8-11 kHz band, which a mel with fmax 8 kHz (the default preset) does not determine and Griffin-Lim leaves
+    empty, alone gave ~20 dB; over 0-8 kHz Griffin-Lim scores 3.4-4.5 dB (LJSpeech, 4 files; measured).
+    """
+    if not (_importable("pyworld") and _importable("pysptk")):
+        return None
     ref, est = _trim(ref, est)
-    c_ref, c_est = (librosa.feature.mfcc(S=_log_mel(s, sr, n_fft, hop, n_mels, None), n_mfcc=n_mfcc,
-                                         dct_type=2, norm="ortho", lifter=0) for s in (ref, est))
-    return mcd_from_cepstra(c_ref.T, c_est.T)
+    if sr != MCD_SR:
+        ref, est = (librosa.resample(s, orig_sr=sr, target_sr=MCD_SR, res_type="soxr_hq") for s in (ref, est))
+        sr = MCD_SR
+    (c_ref, level), (c_est, _) = (world_mel_cepstrum(s, sr, order, alpha) for s in (ref, est))
+    speech = level >= level.max() - range_db
+    return mcd_from_cepstra(c_ref[speech], c_est[speech])
+
+
+def _sptk():
+    import warnings
+
+    with warnings.catch_warnings():  # both import setuptools' deprecated pkg_resources (hence setuptools<81)
+        warnings.simplefilter("ignore")
+        return importlib.import_module("pyworld"), importlib.import_module("pysptk")
 
 
 F0_RANGE = (65.0, 500.0)  # pYIN's search range in Hz for the F0 metrics: low male to high female speech
@@ -159,13 +209,17 @@ def f0_metrics(
 
 
 def optional_metrics_available() -> dict[str, bool]:
-    """Which optional metric packages are importable: {"pesq": ..., "stoi": ...}."""
-    return {"pesq": _importable("pesq"), "stoi": _importable("pystoi")}
+    """Which optional metrics can run: {"pesq", "stoi", "mcd", "pitch", "dnsmos", "distillmos"} to bool."""
+    return {"pesq": _importable("pesq"), "stoi": _importable("pystoi"),
+            "mcd": _importable("pyworld") and _importable("pysptk"), "pitch": pitch_available(), **mos_available()}
 
 
 def _importable(name: str) -> bool:
     try:  # a real import, not find_spec: an installed package whose C extension fails to load counts as missing
-        importlib.import_module(name)
+        if name in ("pyworld", "pysptk"):
+            _sptk()
+        else:
+            importlib.import_module(name)
     except ImportError:
         return False
     return True
@@ -191,13 +245,17 @@ def stoi(ref: np.ndarray, est: np.ndarray, sr: int) -> float | None:
 
 def all_metrics(ref: np.ndarray, est: np.ndarray, sr: int, **mel) -> dict[str, float | None]:
     """Every metric above under stable keys (see ``METRIC_KEYS``); ``mel`` (n_fft, hop, n_mels, fmax) sets the
-    log-mel distance's spectrogram, so that it can be the vocoder's own mel."""
+    log-mel distance's spectrogram, so that it can be the vocoder's own mel. The MOS scores come twice: of
+    ``est`` (``dnsmos_ovrl``, ...) and of the recording ``ref`` (``ref_dnsmos_ovrl``, ...)."""
     return {
         "reference_distance": reference_distance(ref, est),
         "mrstft": mrstft_distance(ref, est),
         "log_mel_l1": log_mel_l1(ref, est, sr, **mel),
         "mcd_db": mel_cepstral_distortion(ref, est, sr),
         **f0_metrics(ref, est, sr),
+        **periodicity_metrics(ref, est, sr),
         "pesq_wb": pesq_wb(ref, est, sr),
         "stoi": stoi(ref, est, sr),
+        **mos_scores(est, sr),
+        **{f"ref_{k}": v for k, v in mos_scores(ref, sr).items()},
     }
