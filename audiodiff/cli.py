@@ -214,14 +214,27 @@ def synth(mel_in, wav_out, model, steps, sampler, precision, no_graphs, refine, 
     click.echo(f"wrote {wav_out}: {len(wav) / voc.sample_rate:.2f} s at {voc.sample_rate} Hz")
 
 
+def _system_name(model: str, taken) -> str:
+    """``model``'s name in eval's tables: its folder's name (``default`` for the bundled model), ``NAME#2`` ... when
+    taken, as by a model given twice or one named like a baseline."""
+    base = "default" if model == "default" else (Path(model).name or model)
+    name, i = base, 1
+    while name in taken or name in ("griffinlim", "refine", "original"):
+        i += 1
+        name = f"{base}#{i}"
+    return name
+
+
 @cli.command("eval")
-@click.argument("model", type=click.Path(path_type=Path))
-@click.argument("data_dir", type=click.Path(path_type=Path))
+@click.argument("models", nargs=-1, required=True, metavar="MODEL... DATA_DIR")
+@click.argument("data_dir", type=click.Path(path_type=Path), metavar="")
 @click.option("--steps", type=click.IntRange(min=1), help="Sampling steps [default: the model's].")
 @click.option("--sampler", help="Sampler [default: the model's].")
 @click.option("--limit", type=click.IntRange(min=0), default=16, show_default=True,
               help="First N files in sorted order (0: all).")
-@click.option("--baseline", type=click.Choice(["griffinlim"]), help="Also score this baseline on the same mels.")
+@click.option("--baseline", "baselines", type=click.Choice(["griffinlim", "refine"]), multiple=True,
+              help="Also score this baseline on the first model's mels (repeatable): griffinlim, or refine (the "
+                   "mel-consistency refinement started from noise instead of the network's output).")
 @click.option("--fast", is_flag=True, help="Spectral distances only (skip MCD, F0, PESQ, STOI).")
 @click.option("--full-band", is_flag=True, help="Score the whole band even for recordings made at a lower rate "
               "than the model's [default: limit outputs to the recording's band].")
@@ -229,29 +242,44 @@ def synth(mel_in, wav_out, model, steps, sampler, precision, no_graphs, refine, 
 @_max_batch_option
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), help="Write the JSON report here (and a .csv beside it).")
+@click.option("--report", "report_dir", type=click.Path(path_type=Path),
+              help="Keep the audio and write a listening page, REPORT/index.html (static, relative links).")
 @click.option("--device", help="cpu, cuda or cuda:N.")
 @click.option("--seed", type=SEED, default=0, show_default=True,
-              help="Draws the sampler's noise and Griffin-Lim's initial phase; F0 RMSE varies with it, so compare "
-              "means over a few seeds.")
-def eval_cmd(model, data_dir, steps, sampler, limit, baseline, fast, full_band, refine, refine_momentum, max_batch,
-             precision, out, device, seed):
-    """Copy-synthesis evaluation of MODEL on the recordings in DATA_DIR.
+              help="Draws the sampler's noise and the baselines' initial phase or noise; F0 RMSE varies with it, so "
+              "compare means over a few seeds.")
+@click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
+def eval_cmd(models, data_dir, steps, sampler, limit, baselines, fast, full_band, refine, refine_momentum, max_batch,
+             precision, out, report_dir, device, seed, no_progress):
+    """Copy-synthesis evaluation of each MODEL on the recordings in DATA_DIR (the last argument; `default`
+    names the bundled model).
 
     Each file's mel (the model's preset) is vocoded and compared with the original: the reference distance
     of docs/benchmarks.md, multi-resolution STFT, log-mel L1, MCD, F0 RMSE (cents), V/UV error, and PESQ/STOI
-    when installed (pip install audiodiff[metrics]). Means with 95% confidence intervals. Files that cannot be
-    read are skipped and listed at the end (and under "skipped" in the JSON report).
+    when installed (pip install audiodiff[metrics]). Means with 95% confidence intervals per system, and each
+    system minus the first, file by file, with a paired 95% t-interval: `audiodiff eval A B DATA` is an
+    ablation. Files that cannot be read are skipped and listed at the end (and under "skipped" in the JSON report).
     """
-    from audiodiff.eval.copysynth import evaluate, format_summary, write_report
+    from audiodiff.eval.copysynth import evaluate_systems, format_summary, write_report
+    from audiodiff.eval.report import ClipWriter, write_html
     from audiodiff.vocoder import Vocoder
 
     if out:
         atomic.check_writable(out, "eval report")
-    voc = Vocoder.from_pretrained(None if str(model) == "default" else model, device=device, max_batch=max_batch,
-                                  refine=refine, refine_momentum=refine_momentum, precision=precision)
-    report = evaluate(voc, data_dir, steps=steps, sampler=sampler, limit=limit or None, baseline=baseline,
-                      full=not fast, seed=seed, match_bandwidth=not full_band)
+    if report_dir:
+        atomic.check_writable(report_dir / "index.html", "eval report page")
+    vocoders = {}
+    for model in map(str, models):
+        vocoders[_system_name(model, vocoders)] = Vocoder.from_pretrained(
+            None if model == "default" else Path(model), device=device, max_batch=max_batch, refine=refine,
+            refine_momentum=refine_momentum, precision=precision)
+    report = evaluate_systems(vocoders, data_dir, baselines=baselines, steps=steps, sampler=sampler,
+                              limit=limit or None, full=not fast, seed=seed, match_bandwidth=not full_band,
+                              progress=not no_progress, keep=ClipWriter(report_dir) if report_dir else None)
     click.echo(format_summary(report))
+    if report_dir:
+        write_html(report, report_dir)
+        click.echo(f"wrote {report_dir / 'index.html'}")
     if out:
         write_report(report, out)
         click.echo(f"wrote {out}")
