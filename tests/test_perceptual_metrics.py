@@ -102,13 +102,17 @@ def test_mos_prefers_clean_speech_to_noisy(speech):
         pytest.skip("neither speechmos nor distillmos is installed")
     x, sr = speech
     clean, noisy = mos.mos_scores(x, sr), mos.mos_scores(_with_noise(x, 0), sr)
-    # Measured on LJ001-0027 (2 s) at 0 dB SNR: OVRL 3.02 -> 1.73, BAK 3.80 -> 1.44, P.808 3.62 -> 2.15,
-    # DistillMOS 4.39 -> 1.49. SIG rates the speech itself and barely moves (3.43 -> 3.27): not asserted.
-    # A margin of 0.5 MOS, well under every measured gap, keeps the test about direction, not the model's decimals.
+    # Measured at 0 dB SNR, 2 s: on LJ001-0027 (the shared recordings) OVRL 3.02 -> 1.73, BAK 3.80 -> 1.43, P.808
+    # 3.62 -> 2.15, DistillMOS 4.39 -> 1.49; on the demo corpus's espeak voice (the fallback without shared data),
+    # which the models already rate poorly, OVRL 1.76 -> 1.48, BAK 2.75 -> 1.52, P.808 2.88 -> 2.13, DistillMOS
+    # 1.84 -> 1.79. SIG rates the speech itself and barely moves (3.43 -> 3.27, 2.35 -> 2.42): not asserted.
+    # BAK rates the background noise itself: it must drop by 0.5 MOS on any speech. The others must drop, by 0.02: the
+    # models are deterministic, and another BLAS moves a score by about 1e-4.
     keys = (["dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808"] if available["dnsmos"] else []) + \
         (["distillmos"] if available["distillmos"] else [])
     for k in keys:
-        assert 1.0 <= noisy[k] < clean[k] - 0.5 <= 5.0, (k, clean[k], noisy[k])
+        margin = 0.5 if k == "dnsmos_bak" else 0.02
+        assert 1.0 <= noisy[k] < clean[k] - margin <= 5.0, (k, clean[k], noisy[k])
 
 
 def test_mos_is_none_without_its_packages(monkeypatch):
