@@ -172,19 +172,25 @@ class MelSpectrogram(nn.Module):
             mel = _compress(torch.matmul(self.fbank, self.magnitude(spec)), c.log)  # [N, n_mels, frames]
         return mel.reshape(*lead, c.n_mels, mel.shape[-1])
 
+    def noise_band_mean(self) -> torch.Tensor:
+        """``[n_mels]`` (float64): the mean value of each band of the (linear) mel for white Gaussian noise of unit
+        variance. Its STFT magnitude is Rayleigh with mean ``sqrt(pi) / 2 * ||window||`` (divided by ``||window||``
+        when ``normalized``) in every bin, so band ``m`` averages that times the sum of its filter."""
+        energy = float(self.window.detach().double().square().sum())
+        rayleigh = (torch.pi ** 0.5) / 2 * (1.0 if self.config.normalized else energy ** 0.5)
+        return rayleigh * self.fbank.detach().double().cpu().sum(1)
+
     def frame_rms(self, mel: torch.Tensor) -> torch.Tensor:
         """An estimate of each frame's RMS amplitude from its log-mel ``[..., n_mels, frames]`` -> ``[..., frames]``.
 
-        For Gaussian noise of variance ``s^2`` the STFT magnitude is Rayleigh with mean ``sqrt(pi) / 2 * s *
-        ||window||`` (divided by ``||window||`` when ``normalized``), so band ``m`` of the mel has mean ``s * g_m`` with
-        ``g_m`` that times the filter's sum. Each band gives ``(mel_m / g_m)^2`` as an estimate of the power density
-        it covers; their mean weighted by the filters' widths in bins, times the share of the spectrum that the
-        filterbank spans, estimates the frame's variance. Exact for white noise; for other signals a scale that
-        follows the energy, which is what a prior needs (PriorGrad's, Lee et al. 2022, section 3.2)."""
+        Band ``m`` of Gaussian noise of variance ``s^2`` has mean ``s g_m`` (``g_m``: :meth:`noise_band_mean`), so
+        each band gives ``(mel_m / g_m)^2`` as an estimate of the power density it covers; their mean weighted by the
+        filters' widths in bins, times the share of the spectrum that the filterbank spans, estimates the frame's
+        variance. Exact for white noise; for other signals a scale that follows the energy, which is what a prior
+        needs (PriorGrad's, Lee et al. 2022, section 3.2)."""
         c = self.config
         fb = self.fbank  # [n_mels, F]
-        rayleigh = (torch.pi ** 0.5) / 2 * (1.0 if c.normalized else float(self.window.square().sum().sqrt()))
-        gain = rayleigh * fb.sum(1)  # [n_mels]: mean band value per unit of noise std
+        gain = self.noise_band_mean().to(fb.device, torch.float32)  # [n_mels]
         width = fb.sum(1) / fb.amax(1).clamp(min=1e-12)  # [n_mels]: the filters' equivalent widths in bins
         fmax = c.fmax if c.fmax is not None else c.sample_rate / 2
         share = (fmax - c.fmin) / (c.sample_rate / 2)

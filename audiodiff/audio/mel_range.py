@@ -71,7 +71,7 @@ def mel_range(mel_fn) -> MelRange:
     norm = math.sqrt(energy) if c.normalized else 1.0
     bound = torch.minimum(float(w.sum()) * fb.sum(1), fb.norm(dim=1) * math.sqrt(c.n_fft * energy))
     bound = (bound + math.sqrt(c.mag_eps) * fb.sum(1)) / norm  # [n_mels]
-    noise = fb.sum(1) * math.sqrt(math.pi / 4 * energy) / norm
+    noise = mel_fn.noise_band_mean()  # full-scale noise of +-1 samples has unit variance
     return MelRange("ln", LN_FLOOR, math.log(max(float(bound.max()), 1e-5)),
                     math.log(max(float(noise.max()), 1e-5)))
 
