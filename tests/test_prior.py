@@ -236,3 +236,38 @@ def test_training_with_the_prior_and_mel_loss_exports_a_model_that_uses_them(ton
     assert voc.diffusion_config.prior == "energy"
     wav = voc(torch.zeros(80, 20) - 4.0, seed=0)
     assert torch.isfinite(wav).all() and wav.abs().max() > 0
+
+
+def test_train_step_adds_the_weighted_mel_loss(tone_dir):
+    # The same batch, noise levels and noise with and without train.mel_loss: the step's loss grows by exactly the
+    # weight times the mean of mel_loss / (1 + sigma^2) (the same operations on the same draws: float32 rounding of
+    # a mean of 2 values, 1e-6 relative), so a loop that ignored the setting fails here.
+    from test_training import TINY
+
+    from audiodiff.factory import build_backbone, build_denoiser
+    from audiodiff.training.loop import step_generator, train_step
+    from audiodiff.training.targets import diffusion_inputs, mel_loss
+
+    raw = {section: dict(values) for section, values in TINY.items()}
+    raw["diffusion"] = {"prior": "energy"}
+    plain, weighted = recipe_from_dict(raw), recipe_from_dict({**raw, "train": {**raw["train"], "mel_loss": 2.0}})
+    torch.manual_seed(0)
+    den = build_denoiser(build_backbone(plain.model, plain.mel), plain.diffusion)
+    fn = MelSpectrogram(plain.mel)
+    n, hop = plain.data.crop_frames, plain.mel.hop_length
+    g = torch.Generator().manual_seed(7)
+    batch = {"audio": 0.1 * torch.randn(2, n * hop, generator=g),
+             "segment": 0.1 * torch.randn(2, plain.mel.segment_length(n), generator=g)}
+    cpu = torch.device("cpu")
+    with torch.no_grad():
+        base = train_step(den, fn, batch, step_generator(0, 3, 0, cpu), cpu, None, plain)
+        total = train_step(den, fn, batch, step_generator(0, 3, 0, cpu), cpu, None, weighted)
+        gen = step_generator(0, 3, 0, cpu)
+        mel = fn(batch["segment"], pad=False)
+        sigma = den.sample_training_sigma(2, generator=gen)
+        noise = torch.randn((2, 1, n * hop), generator=gen)
+        x0, cond = diffusion_inputs(plain, batch["audio"].unsqueeze(1), mel, fn)
+        _, x0_hat = den.loss(x0, sigma, noise, with_x0=True, **cond)
+        aux = (mel_loss(fn, x0_hat, mel) / (1 + sigma.square())).mean()
+    assert aux > 0
+    torch.testing.assert_close(total, base + 2.0 * aux, rtol=1e-5, atol=0)
