@@ -209,9 +209,15 @@ class Vocoder:
 
     @torch.no_grad()
     def __call__(self, mel, steps: int | None = None, sampler: str | None = None,
-                 generator: torch.Generator | None = None, seed: int | None = None, betas=None, **unknown):
-        """Waveform ``[T]`` (or ``[B, T]`` for a batched mel) at ``sample_rate``, numpy for numpy input."""
-        check_options(unknown, ("steps", "sampler", "generator", "seed", "betas"), "Vocoder(mel, ...)")
+                 generator: torch.Generator | None = None, seed: int | None = None, betas=None,
+                 refine: bool = True, **unknown):
+        """Waveform ``[T]`` (or ``[B, T]`` for a batched mel) at ``sample_rate``, numpy for numpy input.
+        ``refine=False``: the network's raw output, without this vocoder's mel-consistency iterations;
+        ``refine_waveform(raw, mel)`` then gives what a plain call returns, without sampling again."""
+        check_options(unknown, ("steps", "sampler", "generator", "seed", "betas", "refine"), "Vocoder(mel, ...)")
+        if not isinstance(refine, bool):
+            raise AudiodiffError(f"refine must be True or False in a call, got {refine!r}; set the number of "
+                                 f"iterations with Vocoder.from_pretrained(..., refine=N)")
         was_numpy = isinstance(mel, np.ndarray)
         mel_t, batched = check_mel(mel, self.n_mels)
         if mel_t.device.type != "cpu" and mel_t.device != self.device:
@@ -231,7 +237,7 @@ class Vocoder:
         sigmas = sigmas_for(sampler, steps, self.denoiser.schedule, betas, self.tuned_schedules)
         mel_t = mel_t.to(self.device)
         wav = self._synthesize(mel_t, sampler, sigmas, seed)
-        if self.refine:
+        if self.refine and refine:
             wav = self._refine(wav, mel_t)
         if not torch.isfinite(wav).all():
             raise AudiodiffError(self._nonfinite_output())
@@ -245,6 +251,19 @@ class Vocoder:
                     f"hold NaN or infinite values (first: {bad[0]}); export it again from a good checkpoint")
         return (f"model {self.source} produced NaN or infinite audio from a finite mel; try precision='fp32' "
                 f"(synth --precision fp32), or export the model again from a good checkpoint")
+
+    @torch.no_grad()
+    def refine_waveform(self, wav, mel):
+        """This vocoder's mel-consistency refinement of ``wav`` (``[T]`` or ``[B, T]``, as a call returns it) towards
+        ``mel``: ``refine_waveform(voc(mel, refine=False, seed=s), mel)`` equals ``voc(mel, seed=s)``."""
+        was_numpy = isinstance(wav, np.ndarray)
+        mel_t, batched = check_mel(mel, self.n_mels)
+        wav_t = torch.as_tensor(wav, dtype=torch.float32).to(self.device)
+        wav_t = wav_t if batched else wav_t[None]
+        if self.refine:
+            wav_t = self._refine(wav_t, mel_t.to(self.device))
+        wav_t = wav_t if batched else wav_t[0]
+        return wav_t.cpu().numpy() if was_numpy else wav_t
 
     def _refine(self, wav: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
         """Mel-consistency refinement (``audio/refine.py``), replayed from a CUDA graph where sampling is: its

@@ -199,3 +199,29 @@ def test_the_recording_is_scored_where_a_metric_is_non_intrusive(tmp_path, monke
     assert set(diff["metrics"]) == {"level"}  # the intrusive distances have no value for the recording itself
     assert diff["metrics"]["level"]["mean"] == pytest.approx(np.mean([o - t["level"] for o, t in
                                                                      zip(levels, tiny["files"])]), abs=1e-12)
+
+
+def test_a_model_with_refinement_is_scored_raw_beside_refined(tiny_model_dir, tmp_path):
+    # The raw output's rows are those of the same model evaluated with refinement off (one sampling pass serves
+    # both systems), and the refined rows those of a plain evaluation; baselines still come after the models.
+    from audiodiff.eval.copysynth import evaluate, evaluate_systems
+    from audiodiff.vocoder import Vocoder
+
+    data = tmp_path / "data"
+    write_wav(data / "a.wav", harmonic(0.3))
+    write_wav(data / "c.wav", harmonic(0.3, 330.0))
+    kwargs = dict(steps=1, full=False, progress=False)
+    refined = Vocoder.from_pretrained(tiny_model_dir, device="cpu", refine=4)
+    report = evaluate_systems({"tiny": refined}, data, baselines=["griffinlim"], **kwargs)
+    assert [(s["name"], s["kind"], s["refine"] if "refine" in s else None) for s in report["systems"]] == [
+        ("tiny", "model", 4), ("tiny raw", "model", 0), ("griffinlim", "baseline", None)]
+    raw_alone = evaluate_systems({"tiny": Vocoder.from_pretrained(tiny_model_dir, device="cpu", refine=0)}, data,
+                                 **kwargs)
+    assert [s["name"] for s in raw_alone["systems"]] == ["tiny"]  # nothing to add when the output is raw
+    rows = {s["name"]: s["files"] for s in report["systems"]}
+    assert rows["tiny raw"] == raw_alone["files"]
+    assert rows["tiny"] == evaluate_systems({"tiny": refined}, data, **kwargs)["files"]
+    assert rows["tiny"] != rows["tiny raw"]
+    (diff,) = [d for d in report["differences"] if d["system"] == "tiny raw"]
+    assert diff["minus"] == "tiny"
+    assert evaluate(refined, data, baseline="griffinlim", **kwargs)["baseline"]["name"] == "griffinlim"

@@ -350,3 +350,17 @@ def test_sampling_graphs_replay_and_fall_back_per_kind_when_a_capture_fails(capl
     torch.randn(3, device="cuda")  # the failed capture did not leave the random generator unusable
     assert sum("capture" in r.getMessage() for r in caplog.records) == 1
     assert torch.equal(graphs(("double",), lambda a: a * 2, x), x * 2)  # the other kind still replays
+
+
+def test_raw_output_refined_afterwards_is_the_plain_call(mel):
+    # `audiodiff eval` scores the raw output and the refined one from one sampling pass: refining the raw output
+    # must give exactly what a plain call gives (the same float32 operations on the same values).
+    voc = tiny_vocoder(refine=4)
+    raw = voc(mel, seed=3, refine=False)
+    np.testing.assert_array_equal(voc.refine_waveform(raw, mel), voc(mel, seed=3))
+    assert not np.array_equal(raw, voc(mel, seed=3))  # the refinement does change the output
+    batch = np.stack([mel, mel[:, ::-1].copy()])
+    np.testing.assert_array_equal(voc.refine_waveform(voc(batch, seed=3, refine=False), batch), voc(batch, seed=3))
+    np.testing.assert_array_equal(tiny_vocoder(refine=0).refine_waveform(raw, mel), raw)  # nothing to do
+    with pytest.raises(AudiodiffError, match="refine must be True or False in a call"):
+        voc(mel, refine=8)

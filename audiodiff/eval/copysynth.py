@@ -79,7 +79,7 @@ def evaluate(vocoder, data: str | Path, *, steps: int | None = None, sampler: st
                               sampler=sampler, limit=limit, full=full, seed=seed, match_bandwidth=match_bandwidth,
                               progress=progress)
     if baseline:
-        base = report["systems"][1]
+        base = next(system for system in report["systems"] if system["name"] == baseline)
         report["baseline"] = {"name": baseline, "files": base["files"], "summary": base["summary"]}
     return report
 
@@ -114,8 +114,11 @@ def evaluate_systems(vocoders: dict, data: str | Path, *, baselines=(), steps: i
     files = find_audio_files(data, hint="give a folder of recordings or a file list (.txt) to evaluate on")
     files = files[:limit] if limit else files
     first = next(iter(vocoders.values()))
-    # (name, vocoder, baseline or None): baselines run on the first model's mel, at its rate
-    systems = [(n, v, None) for n, v in vocoders.items()] + [(b, first, b) for b in dict.fromkeys(baselines)]
+    # (name, vocoder, baseline or None): baselines run on the first model's mel, at its rate. A model with
+    # refinement is followed by its raw output ("NAME raw"), from the same sampling pass.
+    systems = [s for n, v in vocoders.items()
+               for s in [(n, v, None)] + ([(raw_name(n), v, "raw")] if v.refine else [])]
+    systems += [(b, first, b) for b in dict.fromkeys(baselines)]
     keys = M.METRIC_KEYS if full else ("reference_distance", "mrstft", "log_mel_l1")
     rows = {name: [] for name, _, _ in systems}
     synth_time = dict.fromkeys(rows, 0.0)
@@ -126,6 +129,7 @@ def evaluate_systems(vocoders: dict, data: str | Path, *, baselines=(), steps: i
                disable=None if progress else True)  # None: off when stderr is not a terminal
     for path in files:
         read = {name: _read(voc, path) for name, voc, base in systems if base is None}
+        raw = {}  # model name -> its raw output on this file
         reason = next((r for _, _, r in read.values() if r is not None), None)
         if reason is not None:
             skipped.append({"file": str(path), "reason": reason})
@@ -147,9 +151,15 @@ def evaluate_systems(vocoders: dict, data: str | Path, *, baselines=(), steps: i
                 est = griffin_lim(mel, voc.mel_config, seed=seed)
             elif base == "refine":
                 est = refine_baseline(voc, mel, ref, seed=seed)
+            elif base == "raw":
+                est, raw_seconds = raw.pop(name)
+            elif voc.refine:  # the raw output is kept for the "raw" system that follows
+                est = voc(mel, steps=steps, sampler=sampler, seed=seed, refine=False)
+                raw[raw_name(name)] = est, time.perf_counter() - t0
+                est = voc.refine_waveform(est, mel)
             else:
                 est = voc(mel, steps=steps, sampler=sampler, seed=seed)
-            synth_time[name] += time.perf_counter() - t0
+            synth_time[name] += raw_seconds if base == "raw" else time.perf_counter() - t0
             scored = band_limit(est, sr, source_sr) if match_bandwidth and source_sr < sr else est
             rows[name].append({"file": str(path), **metrics_of(ref, scored, sr, voc.mel_config, keys)})
             if keep is not None:
@@ -167,13 +177,14 @@ def evaluate_systems(vocoders: dict, data: str | Path, *, baselines=(), steps: i
     metric_keys = list(dict.fromkeys(k for system in rows.values() for r in system for k in r if k != "file"))
     entries = []
     for name, voc, base in systems:
-        entry = {"name": name, "kind": {None: "model", "original": "original"}.get(base, "baseline"),
+        entry = {"name": name, "kind": {None: "model", "raw": "model", "original": "original"}.get(base, "baseline"),
                  "files": rows[name], "summary": summarise(rows[name], metric_keys)}
         if base != "original":
             entry["synthesis_seconds"] = synth_time[name]
-        if base is None:
+        if base in (None, "raw"):
             entry.update(model=voc.source, sampler=sampler or voc.sampler, steps=steps or voc.steps,
-                         refine=voc.refine, refine_momentum=voc.refine_momentum, precision=voc.precision)
+                         refine=voc.refine if base is None else 0, refine_momentum=voc.refine_momentum,
+                         precision=voc.precision)
         elif base == "refine":
             entry.update(refine=first.refine or REFINE_ITERATIONS, refine_momentum=first.refine_momentum)
         entries.append(entry)
@@ -185,6 +196,11 @@ def evaluate_systems(vocoders: dict, data: str | Path, *, baselines=(), steps: i
             **{k: head[k] for k in ("sampler", "steps", "refine", "refine_momentum", "precision")},
             "audio_seconds": seconds, "synthesis_seconds": head["synthesis_seconds"],
             "band_limited_files": int(limited)}
+
+
+def raw_name(name: str) -> str:
+    """The name of a model's raw-output system in a report, beside the model's own (refined) one."""
+    return f"{name} raw"
 
 
 def _original_rows(rows: dict) -> list[dict]:
