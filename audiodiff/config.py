@@ -130,6 +130,9 @@ class TrainConfig:
     init: str | None = None  # start from an exported model's weights (fine-tuning); "pretrained": the bundled one
     # > 0: add this weight times the log-mel L1 of the denoised estimate (waveform models; training/targets.py)
     mel_loss: Annotated[float, Range(0)] = 0.0
+    # the mel loss's weight at noise level sigma is 1 / (1 + (sigma / mel_loss_sigma)^2): 1.0 weights by the signal's
+    # share of x_t; smaller values keep it to the low-noise steps, where the estimate can match the mel
+    mel_loss_sigma: Annotated[float, Range(0, lo_open=True)] = 1.0
 
 
 def model_parameters(model: ModelConfig, n_mels: int = 80) -> int:

@@ -42,6 +42,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=16)
     ap.add_argument("--refine", type=int, help="mel-consistency iterations (0: the network's raw output, as the "
                     "reference rows of REFERENCE.md) [default: the Vocoder's]")
+    ap.add_argument("--weights", choices=["ema", "model"], default="ema",
+                    help="with --run: the EMA of the weights (what export writes) or the trained weights themselves")
     ap.add_argument("--out")
     ap.add_argument("--png", help="with --run: plot distance against training minutes into this PNG")
     args = ap.parse_args()
@@ -57,7 +59,7 @@ def main() -> None:
         for path in list_checkpoints(Path(args.run)):
             minutes = float(load_checkpoint(path)["elapsed"]) / 60
             with tempfile.TemporaryDirectory() as tmp:
-                voc = Vocoder.from_pretrained(export(args.run, tmp, checkpoint=path), device=device,
+                voc = Vocoder.from_pretrained(export(args.run, tmp, checkpoint=path, weights=args.weights), device=device,
                                               refine=args.refine)
                 for steps in args.steps:
                     row = {"checkpoint": path.name, "minutes": minutes, **score(voc, args.data, steps,

@@ -238,10 +238,11 @@ def test_training_with_the_prior_and_mel_loss_exports_a_model_that_uses_them(ton
     assert torch.isfinite(wav).all() and wav.abs().max() > 0
 
 
-def test_train_step_adds_the_weighted_mel_loss(tone_dir):
+@pytest.mark.parametrize("width", [1.0, 0.1])
+def test_train_step_adds_the_weighted_mel_loss(tone_dir, width):
     # The same batch, noise levels and noise with and without train.mel_loss: the step's loss grows by exactly the
-    # weight times the mean of mel_loss / (1 + sigma^2) (the same operations on the same draws: float32 rounding of
-    # a mean of 2 values, 1e-6 relative), so a loop that ignored the setting fails here.
+    # weight times the mean of mel_loss / (1 + (sigma / mel_loss_sigma)^2) (the same operations on the same draws:
+    # float32 rounding of a mean of 2 values, 1e-6 relative), so a loop that ignored either setting fails here.
     from test_training import TINY
 
     from audiodiff.factory import build_backbone, build_denoiser
@@ -250,7 +251,8 @@ def test_train_step_adds_the_weighted_mel_loss(tone_dir):
 
     raw = {section: dict(values) for section, values in TINY.items()}
     raw["diffusion"] = {"prior": "energy"}
-    plain, weighted = recipe_from_dict(raw), recipe_from_dict({**raw, "train": {**raw["train"], "mel_loss": 2.0}})
+    plain, weighted = recipe_from_dict(raw), recipe_from_dict({**raw, "train": {**raw["train"], "mel_loss": 2.0,
+                                                                                "mel_loss_sigma": width}})
     torch.manual_seed(0)
     den = build_denoiser(build_backbone(plain.model, plain.mel), plain.diffusion)
     fn = MelSpectrogram(plain.mel)
@@ -268,6 +270,6 @@ def test_train_step_adds_the_weighted_mel_loss(tone_dir):
         noise = torch.randn((2, 1, n * hop), generator=gen)
         x0, cond = diffusion_inputs(plain, batch["audio"].unsqueeze(1), mel, fn)
         _, x0_hat = den.loss(x0, sigma, noise, with_x0=True, **cond)
-        aux = (mel_loss(fn, x0_hat, mel) / (1 + sigma.square())).mean()
-    assert aux > 0
+        aux = (mel_loss(fn, x0_hat, mel) / (1 + (sigma / width).square())).mean()
+    assert aux > 0 and sigma.max() > 0.2  # a noise level at which the two widths weigh differently
     torch.testing.assert_close(total, base + 2.0 * aux, rtol=1e-5, atol=0)

@@ -156,6 +156,9 @@ def test_export_writes_a_loadable_model_with_the_ema_weights(tone_dir, tmp_path)
     assert voc.model_config.residual_layers == 2 and voc.mel_config.hop_length == 256
     wav = voc(torch.zeros(80, 4) - 5.0, seed=0)
     assert wav.shape == (4 * 256,) and torch.isfinite(wav).all()
+    trained = Vocoder.from_pretrained(export(tmp_path / "run", tmp_path / "trained", weights="model"), device="cpu")
+    assert states_equal(trained.net.state_dict(), load_checkpoint(last)["model"])  # bench/quality.py --weights model
+    assert not states_equal(trained.net.state_dict(), voc.net.state_dict())
     with pytest.raises(AudiodiffError, match="must differ from the run directory"):
         export(tmp_path / "run", tmp_path / "run")
     with pytest.raises(AudiodiffError, match="no checkpoint"):

@@ -12,13 +12,16 @@ from audiodiff.training.checkpoint import load_checkpoint, load_latest
 
 
 def export(run_dir: str | Path, out_dir: str | Path, checkpoint: str | Path | None = None,
-           fp16: bool = False, vocoder: str | Path | None = None) -> Path:
+           fp16: bool = False, vocoder: str | Path | None = None, weights: str = "ema") -> Path:
     """Write the EMA weights of the newest (or the given) checkpoint of ``run_dir`` as a model directory
     (a ``Vocoder``, or a ``MelGenerator`` for a unet2d run, with the run's class names). ``vocoder``: an exported
     vocoder with the generator's mel settings, copied into ``out_dir/vocoder`` as its paired vocoder. An earlier
-    export at ``out_dir`` is replaced whole, atomically (``atomic.replacing_dir``)."""
+    export at ``out_dir`` is replaced whole, atomically (``atomic.replacing_dir``). ``weights="model"`` takes the
+    trained weights instead of their EMA (to measure what the EMA buys, bench/quality.py --weights)."""
     from audiodiff.vocoder import Vocoder
 
+    if weights not in ("ema", "model"):
+        raise AudiodiffError(f"weights must be 'ema' or 'model', got {weights!r}")
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if out_dir.resolve() == run_dir.resolve():
         raise AudiodiffError("the export directory must differ from the run directory")
@@ -33,7 +36,7 @@ def export(run_dir: str | Path, out_dir: str | Path, checkpoint: str | Path | No
     if vocoder is not None and recipe.model.arch != "unet2d":
         raise AudiodiffError("--vocoder pairs a vocoder with a spectrogram generator; this run is a vocoder")
     net = build_backbone(recipe.model, recipe.mel)
-    net.load_state_dict(state["ema"]["model"])
+    net.load_state_dict(state["ema"]["model"] if weights == "ema" else state["model"])
     if recipe.model.arch == "unet2d":  # a log-mel image model: a MelGenerator, not a Vocoder
         from audiodiff.melgen import PAIRED_VOCODER, MelGenerator
 

@@ -147,9 +147,9 @@ def train_step(denoiser, mel_fn, batch, gen, device, amp_dtype, recipe: Recipe):
         if not recipe.train.mel_loss:
             return denoiser.loss(x0, sigma, noise, **cond).mean()
         loss, x0_hat = denoiser.loss(x0, sigma, noise, with_x0=True, **cond)
-        # Weighted by the signal's share alpha^2 = 1 / (1 + sigma^2): at high noise no estimate can match the mel,
-        # and the error of x0_hat grows with sigma (x0_hat = x - sigma eps_hat).
-        aux = mel_loss(mel_fn, x0_hat, mel) / (1 + sigma.float().square())
+        # Weighted by 1 / (1 + (sigma / mel_loss_sigma)^2), with 1.0 the signal's share alpha^2 of x_t: at high noise
+        # no estimate can match the mel, and the error of x0_hat grows with sigma (x0_hat = x - sigma eps_hat).
+        aux = mel_loss(mel_fn, x0_hat, mel) / (1 + (sigma.float() / recipe.train.mel_loss_sigma).square())
         return loss.mean() + recipe.train.mel_loss * aux.mean()
 
 
