@@ -380,7 +380,7 @@ def render_music(out_dir, pieces, seconds, clips, rate, seed, soundfont, no_prog
     data.labels: prefix can condition on it. OUT_DIR also gets manifest.csv and README.md (sources, soundfont
     and licences). Needs pip install 'audiodiff[music]'.
     """
-    from audiodiff.data.music import render_corpus
+    from audiodiff.data.prepare.music import render_corpus
 
     written = render_corpus(out_dir, n_pieces=pieces, seconds=seconds, sample_rate=rate, seed=seed,
                             clips_per_piece=clips, soundfont=soundfont, progress=not no_progress)

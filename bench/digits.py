@@ -1,4 +1,5 @@
-"""Listener-free evaluation of class-conditional spoken digits (``recipes/digits.yaml``).
+"""Listener-free evaluation of class-conditional spoken digits (``recipes/digits.yaml``): the benchmark
+experiment behind bench/digits_classifier.py and bench/digits_eval.py, kept beside them and out of the package.
 
 A small CNN is trained on the real recordings (file names ``DIGIT_SPEAKER_TAKE``); it then scores generated
 clips in two ways, as in the class-conditional evaluations of WaveGAN (Donahue et al., 2019, "inception score" with
