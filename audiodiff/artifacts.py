@@ -1,12 +1,16 @@
 """Exported model directories: ``config.json`` (format tag, mel/model/diffusion sections, extras) plus
-``model.safetensors``. One reader and one writer for every inference object, so a model is always validated
-the same way: JSON and safetensors only, config sections checked like recipes, no pickle ever loaded."""
+``model.safetensors``. The one module that opens a model directory's files, so a model is always validated the
+same way: JSON and safetensors only, config sections checked like recipes, no pickle ever loaded, every write
+atomic. Inference objects (``Vocoder``, ``MelGenerator``) and tools (schedule search, ``audiodiff mel --model``,
+the digit classifier of bench/) read and write through these functions, never the files themselves."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from importlib import import_module
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -15,51 +19,130 @@ from audiodiff.config import Recipe, recipe_from_dict
 from audiodiff.errors import AudiodiffError
 from audiodiff.factory import build_backbone
 
+CONFIG, WEIGHTS = "config.json", "model.safetensors"
 SECTIONS = ("mel", "model", "diffusion")
 PAIRED_VOCODER = "vocoder"  # the subdirectory of an exported generator that holds its paired vocoder
-ENTRIES = ("config.json", "model.safetensors", PAIRED_VOCODER)  # all a model directory holds: it may be replaced
+ENTRIES = (CONFIG, WEIGHTS, PAIRED_VOCODER)  # all a model directory holds: it may be replaced
+# The inference class of each format (imported on use: vocoder.py and melgen.py import this module).
+FORMATS = {"audiodiff-vocoder": ("audiodiff.vocoder", "Vocoder"),
+           "audiodiff-melgen": ("audiodiff.melgen", "MelGenerator")}
+EXPORT_FIX = "pass a directory made by `audiodiff export`"
+
+
+# --- any directory of config.json + model.safetensors -------------------------------------------------------------
+def write(path: str | Path, state: dict[str, torch.Tensor], cfg: dict, what: str = "model directory") -> Path:
+    """Write the tensors ``state`` and the JSON ``cfg`` to the directory ``path``, atomically: an earlier model
+    directory there is replaced whole, a folder holding anything else is refused."""
+    from safetensors.torch import save
+
+    path = Path(path)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    with atomic.replacing_dir(path, what, ENTRIES) as tmp:
+        (tmp / WEIGHTS).write_bytes(save(state))
+        (tmp / CONFIG).write_text(json.dumps(cfg, indent=2) + "\n")
+    return path
+
+
+def is_model_dir(path: str | Path) -> bool:
+    """Whether ``path`` holds a model directory's config (a quick test; the readers validate)."""
+    return (Path(path) / CONFIG).is_file()
+
+
+def read_config(path: str | Path, fmt: str | Sequence[str] | None = None, noun: str = "model",
+                fix: str = EXPORT_FIX, weights: bool = True) -> dict:
+    """The parsed ``config.json`` of the directory ``path``, without loading the weights. ``fmt``: the format tag
+    (or tags) it must have; None: any. ``weights``: the directory must also hold ``model.safetensors``. ``noun``
+    and ``fix`` word the error when the files are missing ("... is not an audiodiff NOUN (...); FIX")."""
+    path = Path(path)
+    cfg_path = path / CONFIG
+    if not cfg_path.is_file() or (weights and not (path / WEIGHTS).is_file()):
+        needs = f"{CONFIG} and {WEIGHTS}" if weights else CONFIG
+        raise AudiodiffError(f"{path} is not an audiodiff {noun} (needs {needs}); {fix}")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+        found = cfg.get("format") if isinstance(cfg, dict) else None
+        allowed = (fmt,) if isinstance(fmt, str) else tuple(fmt or ())
+        if allowed and found not in allowed:
+            raise ValueError(f"format is {found!r}, not {' or '.join(map(repr, allowed))}")
+        if not isinstance(cfg, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, TypeError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise AudiodiffError(f"{cfg_path}: not a valid audiodiff {noun} config ({err})") from None
+    return cfg
+
+
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of ``path/model.safetensors`` (safetensors, never pickle), as stored."""
+    weights = Path(path) / WEIGHTS
+    try:
+        return _tensors(weights)
+    except Exception as err:
+        raise AudiodiffError(f"{weights}: not readable safetensors weights ({str(err).splitlines()[0][:160]}); "
+                             f"re-export the model") from None
+
+
+def _tensors(weights: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(weights))
+
+
+# --- audiodiff models (format, mel/model/diffusion sections) ----------------------------------------------------
+def read_recipe(path: str | Path, fmt: str | Sequence[str] | None = None, noun: str = "model",
+                fix: str = EXPORT_FIX, weights: bool = True) -> tuple[dict, Recipe]:
+    """``(config dict, recipe with the mel/model/diffusion sections)`` of an exported model, without its weights;
+    ``fmt`` as :func:`read_config`, None: any audiodiff model format. Sections are checked like a recipe's."""
+    cfg = read_config(path, tuple(FORMATS) if fmt is None else fmt, noun, fix, weights)
+    try:
+        missing = [k for k in SECTIONS if not isinstance(cfg.get(k), dict)]
+        if missing:
+            raise ValueError(f"missing section(s) {missing}")
+        recipe = recipe_from_dict({k: cfg[k] for k in SECTIONS})
+    except (ValueError, KeyError, TypeError) as err:  # AudiodiffError is a ValueError: it names the key
+        raise AudiodiffError(f"{Path(path) / CONFIG}: not a valid audiodiff {noun} config ({err})") from None
+    return cfg, recipe
 
 
 def save(path: str | Path, net: torch.nn.Module, fmt: str, sections: dict, extra: dict | None = None,
          fp16: bool = False) -> Path:
     """Write ``net``'s weights and ``{"format": fmt, **sections (dataclasses), **extra}`` to the directory ``path``,
     atomically: an earlier model directory there is replaced whole, a folder holding anything else is refused."""
-    from safetensors.torch import save
-
-    path = Path(path)
     dtype = torch.float16 if fp16 else torch.float32
-    state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in net.state_dict().items()}
+    state = {k: v.detach().to("cpu", dtype) for k, v in net.state_dict().items()}
     cfg = {"format": fmt, **{k: dataclasses.asdict(v) for k, v in sections.items()}, **(extra or {})}
-    with atomic.replacing_dir(path, "model directory", ENTRIES) as tmp:
-        (tmp / "model.safetensors").write_bytes(save(state))
-        (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-    return path
+    return write(path, state, cfg)
 
 
 def load(path: Path, fmt: str, noun: str, missing_hint: str = "pass") -> tuple[dict, Recipe, torch.nn.Module]:
     """``(config dict, recipe with the three sections, backbone with the weights loaded)``; ``noun`` names the
     kind of model in errors ("model", "mel generator")."""
-    from safetensors.torch import load_file
-
-    cfg_path, weights = path / "config.json", path / "model.safetensors"
-    if not cfg_path.is_file() or not weights.is_file():
-        raise AudiodiffError(f"{path} is not an audiodiff {noun} (needs config.json and model.safetensors); "
-                             f"{missing_hint} a directory made by `audiodiff export`")
-    try:
-        cfg = json.loads(cfg_path.read_text())
-        if not isinstance(cfg, dict) or cfg.get("format") != fmt:
-            found = cfg.get("format") if isinstance(cfg, dict) else None
-            raise ValueError(f"format is {found!r}, not {fmt!r}")
-        missing = [k for k in SECTIONS if not isinstance(cfg.get(k), dict)]
-        if missing:
-            raise ValueError(f"missing section(s) {missing}")
-        recipe = recipe_from_dict({k: cfg[k] for k in SECTIONS})
-    except (ValueError, KeyError, TypeError) as err:  # AudiodiffError is a ValueError: it names the key
-        raise AudiodiffError(f"{cfg_path}: not a valid audiodiff {noun} config ({err})") from None
+    path = Path(path)
+    cfg, recipe = read_recipe(path, fmt, noun, f"{missing_hint} a directory made by `audiodiff export`")
     net = build_backbone(recipe.model, recipe.mel)
     try:
-        net.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()})
+        net.load_state_dict({k: v.float() for k, v in _tensors(path / WEIGHTS).items()})
     except Exception as err:
-        raise AudiodiffError(f"{weights}: weights do not load into the model its config describes "
+        raise AudiodiffError(f"{path / WEIGHTS}: weights do not load into the model its config describes "
                              f"({str(err).splitlines()[0][:160]}); re-export the model") from None
     return cfg, recipe, net
+
+
+def load_model(path: str | Path, device=None, **kwargs):
+    """The inference object of any exported model, picked by its format tag: a ``Vocoder`` or a ``MelGenerator``
+    (``kwargs`` go to its ``from_pretrained``)."""
+    fmt = read_config(path, tuple(FORMATS))["format"]
+    module, name = FORMATS[fmt]
+    return getattr(import_module(module), name).from_pretrained(path, device=device, **kwargs)
+
+
+def check_updatable(path: str | Path) -> None:
+    """Fail now, before minutes of work, if the config of the model directory ``path`` could not be rewritten."""
+    atomic.check_writable(Path(path) / CONFIG, "model config")
+
+
+def store_tuned_schedule(path: str | Path, steps: int, betas) -> None:
+    """Record ``betas`` as the tuned schedule for ``steps`` steps in the exported vocoder at ``path`` (its config
+    rewritten atomically; the weights and every other entry are kept)."""
+    cfg = read_config(path, "audiodiff-vocoder")
+    cfg.setdefault("tuned_schedules", {})[str(steps)] = [float(b) for b in betas]
+    atomic.write_text(Path(path) / CONFIG, json.dumps(cfg, indent=2) + "\n", "model config")

@@ -147,24 +147,17 @@ def export(run_dir, out_dir, checkpoint, fp16, vocoder):
 @click.option("--model", type=click.Path(path_type=Path), help="Use this model's mel settings instead of --preset.")
 def mel(audio_in, mel_out, preset, model):
     """Compute the log-mel spectrogram [n_mels, frames] of an audio file and save it as .npy."""
-    import json
-
     import numpy as np
     import torch
 
+    from audiodiff import artifacts
     from audiodiff.audio.io import load_audio, save_mel
-    from audiodiff.audio.mel import MelConfig, MelSpectrogram, mel_config
+    from audiodiff.audio.mel import MelSpectrogram, mel_config
 
     if _same_file(audio_in, mel_out):
         raise AudiodiffError(f"output {mel_out} is the input file; choose another output path")
     atomic.check_writable(mel_out, "mel")
-    if model is not None:
-        cfg_file = Path(model) / "config.json"
-        if not cfg_file.is_file():
-            raise AudiodiffError(f"{model} has no config.json; pass a directory made by `audiodiff export`")
-        cfg = MelConfig(**json.loads(cfg_file.read_text())["mel"])
-    else:
-        cfg = mel_config(preset)
+    cfg = artifacts.read_recipe(model, weights=False)[1].mel if model is not None else mel_config(preset)
     audio, _ = load_audio(audio_in, cfg.sample_rate)
     if not np.isfinite(audio).all():
         raise AudiodiffError(f"{audio_in}: audio contains NaN or infinite samples; expected finite samples in "
@@ -301,14 +294,15 @@ def tune_schedule(model, data, steps, clips, seconds, passes, device):
 
     Afterwards `audiodiff synth --steps STEPS` (fast sampler) uses the tuned schedule automatically.
     """
+    from audiodiff import artifacts
     from audiodiff.eval import schedule_search as ss
     from audiodiff.vocoder import Vocoder
 
     voc = Vocoder.from_pretrained(model, device=device)
-    atomic.check_writable(Path(model) / "config.json", "model config")
+    artifacts.check_updatable(model)
     clip_list = ss.load_clips(voc, data, clips, seconds)
     betas, best, start = ss.search(voc, clip_list, steps, passes, log=click.echo)
-    ss.store(model, steps, betas)
+    artifacts.store_tuned_schedule(model, steps, betas)
     click.echo(f"stored {steps}-step schedule {[round(b, 6) for b in betas]} in {model}/config.json "
                f"(distance {start:.4f} -> {best:.4f})")
 
@@ -386,7 +380,7 @@ def render_music(out_dir, pieces, seconds, clips, rate, seed, soundfont, no_prog
     data.labels: prefix can condition on it. OUT_DIR also gets manifest.csv and README.md (sources, soundfont
     and licences). Needs pip install 'audiodiff[music]'.
     """
-    from audiodiff.data.music import render_corpus
+    from audiodiff.data.prepare.music import render_corpus
 
     written = render_corpus(out_dir, n_pieces=pieces, seconds=seconds, sample_rate=rate, seed=seed,
                             clips_per_piece=clips, soundfont=soundfont, progress=not no_progress)

@@ -1,4 +1,4 @@
-"""Train the spoken-digit classifier of audiodiff.eval.digits on real recordings, and score generated digits.
+"""Train the spoken-digit classifier of bench/digits.py on real recordings, and score generated digits.
 
     python bench/digits_classifier.py --data ../shared/data/digits-8k --epochs 8 --out runs/digit-clf
     python bench/digits_classifier.py --data ../shared/data/digits-8k --model runs/digit-clf \
@@ -21,11 +21,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import digits as D  # noqa: E402
 from common import describe, write_json  # noqa: E402
 
 from audiodiff.data.files import find_audio_files  # noqa: E402
 from audiodiff.errors import AudiodiffError  # noqa: E402
-from audiodiff.eval import digits as D  # noqa: E402
 
 
 def score_folder(model, folder, real_embeddings) -> dict:

@@ -23,13 +23,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import digits as D  # noqa: E402
 from common import describe, write_json  # noqa: E402
 
 from audiodiff.audio.io import save_audio  # noqa: E402
 from audiodiff.audio.mel import MelSpectrogram  # noqa: E402
 from audiodiff.audio.plot import mel_png  # noqa: E402
 from audiodiff.data.files import find_audio_files  # noqa: E402
-from audiodiff.eval import digits as D  # noqa: E402
 from audiodiff.eval.copysynth import griffin_lim  # noqa: E402
 from audiodiff.melgen import MelGenerator  # noqa: E402
 from audiodiff.vocoder import Vocoder  # noqa: E402

@@ -1,5 +1,7 @@
-"""audiodiff.eval.digits: the Frechet distance against closed forms, and a classifier that learns a toy task."""
+"""bench/digits.py: the Frechet distance against closed forms, and a classifier that learns a toy task."""
 
+import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,9 +11,10 @@ import torch
 from audiodiff.audio.io import save_audio
 from audiodiff.config import load_recipe
 from audiodiff.errors import AudiodiffError
-from audiodiff.eval import digits as D
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+import digits as D  # noqa: E402
 TONES = (300.0, 700.0, 1400.0, 2600.0)  # class k: a tone at TONES[k] Hz
 
 
@@ -160,6 +163,21 @@ def test_save_load_round_trip_exact_logits(toy_model, tmp_path):
     loaded = D.DigitClassifier.from_pretrained(path)
     with torch.no_grad():
         assert torch.equal(model.eval()(mels), loaded(mels))
+
+
+def test_a_classifier_saved_before_the_format_tag_loads(toy_model, tmp_path):
+    model, held = toy_model
+    path = model.save_pretrained(tmp_path / "clf")
+    cfg = json.loads((path / "config.json").read_text())
+    assert cfg == {"format": D.FORMAT, **model.config}
+    cfg.pop("format")
+    (path / "config.json").write_text(json.dumps(cfg))  # what save_pretrained wrote until the tag was added
+    mels = D._batch(model, D.load_clips(held[:3]))
+    with torch.no_grad():
+        assert torch.equal(model.eval()(mels), D.DigitClassifier.from_pretrained(path)(mels))
+    (path / "config.json").write_text(json.dumps({**cfg, "format": "audiodiff-vocoder"}))
+    with pytest.raises(AudiodiffError, match="is not a digit classifier .*'audiodiff-vocoder'"):
+        D.DigitClassifier.from_pretrained(path)
 
 
 def test_from_pretrained_missing_dir_says_what_to_do(tmp_path):

@@ -23,8 +23,8 @@ pytest.importorskip("midirenderer", reason="needs pip install 'audiodiff[music]'
 pytest.importorskip("pretty_midi", reason="needs pip install 'audiodiff[music]'")
 
 from audiodiff.cli import main  # noqa: E402
-from audiodiff.data import music  # noqa: E402
 from audiodiff.data.files import class_labels  # noqa: E402
+from audiodiff.data.prepare import music  # noqa: E402
 
 RATE = 16000
 ARGS = ("--pieces", "1", "--clips", "2", "--seconds", "2", "--rate", str(RATE), "--no-progress")

@@ -8,6 +8,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from audiodiff import artifacts
 from audiodiff.audio.mel import MelConfig
 from audiodiff.cli import main
 from audiodiff.config import DiffusionConfig, ModelConfig
@@ -40,7 +41,7 @@ def test_search_improves_or_keeps_and_is_stored(model_dir):
     assert all(b > a for a, b in zip(betas, betas[1:]))
     # The reported score is the schedule's score: the same call on the same vocoder, clips and seed, so bitwise.
     assert best == ss.score(voc, clips, betas)
-    ss.store(model_dir / "model", 3, betas)
+    artifacts.store_tuned_schedule(model_dir / "model", 3, betas)
     stored = json.loads((model_dir / "model" / "config.json").read_text())["tuned_schedules"]["3"]
     assert stored == betas  # JSON writes a float's shortest repr, which reads back as the same float
     reloaded = Vocoder.from_pretrained(model_dir / "model", device="cpu")

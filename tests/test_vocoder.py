@@ -1,15 +1,14 @@
-"""``Vocoder``: save/load round trips, chunked synthesis that agrees with whole synthesis, bounded memory on a
-10-minute mel, input validation with one specific message per mistake, and numpy/torch/batched in and out."""
+"""``Vocoder``: save/load round trips, chunked synthesis that agrees with whole synthesis, input validation with
+one specific message per mistake, and numpy/torch/batched in and out. (Memory on a 10-minute mel:
+tests/test_inference_input.py.)"""
 
 from __future__ import annotations
 
 import json
-import resource
 
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from audiodiff.audio.mel import MelConfig
 from audiodiff.config import DiffusionConfig, ModelConfig
@@ -132,61 +131,6 @@ def test_chunked_synthesis_of_a_batch_matches_each_row(voc, demo_mel):
     # noise rows or offsets give ~1.4.
     assert rel_l2(out[0], chunked(mel, seed=4)) < 1e-4
     assert not torch.allclose(out[0], out[1])
-
-
-class _StandIn(nn.Module):
-    """The DiffWave interface at almost no cost: ``upsample`` materialises the same ``[B, 80, F * hop]`` tensor as
-    the real upsampler (so memory is representative), ``forward`` is a cheap function of ``x`` and ``cond``."""
-
-    def __init__(self, hop: int = HOP):
-        super().__init__()
-        self.hop = hop
-        self.scale = nn.Parameter(torch.tensor(0.1))
-
-    def upsample(self, mel):
-        return mel.repeat_interleave(self.hop, dim=-1)
-
-    def forward(self, x, t, mel=None, class_labels=None, cond=None):
-        return self.scale * x + 1e-3 * cond[:, :1]
-
-
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
-
-
-def _reset_peak_rss() -> None:
-    """Reset the kernel's high-water mark (VmHWM) so that earlier tests' peaks don't count (Linux >= 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass  # then ru_maxrss may include an earlier, higher peak: the check can only get stricter
-
-
-def _peak_rss_mib() -> float:
-    try:
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def test_ten_minute_mel_runs_in_bounded_memory():
-    # 10 min at 22.05 kHz, hop 256. The real tiny DiffWave (1 layer, 2 channels, 1 step) takes ~55 s for this on
-    # 2 CPU cores, nearly all in the 80-band transposed-convolution upsampler, so the network is a stand-in here:
-    # what is under test is the vocoder's chunking, noise and output assembly. Whole-mel processing would need
-    # 80 x 13.2 M x 4 B = 4.2 GB for the upsampled mel alone; chunks of 1024 frames, 4 at a time, need ~0.35 GB.
-    frames = 51680
-    voc = Vocoder(_StandIn(), MelConfig(), ModelConfig(), DiffusionConfig(), chunk_frames=1024, overlap_frames=8,
-                  max_batch=4)
-    mel = torch.full((80, frames), -5.0)
-    before = _rss_mib()
-    _reset_peak_rss()
-    wav = voc(mel, steps=1, seed=0)
-    peak = _peak_rss_mib()
-    assert wav.shape == (frames * HOP,) and torch.isfinite(wav).all() and wav.abs().max() > 0
-    assert peak - before < 1536, f"peak RSS grew by {peak - before:.0f} MiB"
 
 
 # --- input validation ---------------------------------------------------------------------------------------

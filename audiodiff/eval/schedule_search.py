@@ -3,17 +3,14 @@ over betas scored against ground truth; here a coordinate search in log-beta, wh
 
 Start from the default ``fast`` schedule for N steps, then repeatedly scale one beta at a time by a few factors,
 keeping a candidate only if it lowers the mean reference distance (``eval.metrics.reference_distance``) of the
-copy-synthesised validation clips, all with the same noise seed.
+copy-synthesised validation clips, all with the same noise seed. ``artifacts.store_tuned_schedule`` records the
+result in the model directory.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 
-from audiodiff import atomic
 from audiodiff.audio.io import load_audio
 from audiodiff.data.files import find_audio_files
 from audiodiff.diffusion.plan import fast_betas
@@ -74,10 +71,3 @@ def search(vocoder, clips, steps: int, passes: int = 2, log=print) -> tuple[list
             break
     return best, best_score, start_score
 
-
-def store(model_dir: str | Path, steps: int, betas) -> None:
-    """Record ``betas`` as the tuned schedule for ``steps`` in ``model_dir/config.json`` (atomic rewrite)."""
-    path = Path(model_dir) / "config.json"
-    cfg = json.loads(path.read_text())
-    cfg.setdefault("tuned_schedules", {})[str(steps)] = [float(b) for b in betas]
-    atomic.write_text(path, json.dumps(cfg, indent=2) + "\n", "model config")

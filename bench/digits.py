@@ -1,4 +1,5 @@
-"""Listener-free evaluation of class-conditional spoken digits (``recipes/digits.yaml``).
+"""Listener-free evaluation of class-conditional spoken digits (``recipes/digits.yaml``): the benchmark
+experiment behind bench/digits_classifier.py and bench/digits_eval.py, kept beside them and out of the package.
 
 A small CNN is trained on the real recordings (file names ``DIGIT_SPEAKER_TAKE``); it then scores generated
 clips in two ways, as in the class-conditional evaluations of WaveGAN (Donahue et al., 2019, "inception score" with
@@ -18,16 +19,15 @@ classifier ignores loudness (generated clips are rarely at the level of the reco
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
+from audiodiff import artifacts
 from audiodiff.audio.io import load_audio
 from audiodiff.audio.mel import MelConfig, MelSpectrogram, mel_config
 from audiodiff.errors import AudiodiffError
@@ -35,6 +35,7 @@ from audiodiff.errors import AudiodiffError
 # The mel section of recipes/digits.yaml (tests check that the two agree).
 DIGITS_MEL = mel_config("hifigan", sample_rate=8000, n_fft=256, hop_length=64, win_length=256, n_mels=64,
                         fmax=4000.0)
+FORMAT = "audiodiff-digit-classifier"
 CLIP_SECONDS = 1.0  # FSDD clips are 0.14-2.3 s, most under 1 s
 DYNAMIC_RANGE = 10.0  # nats of log-mel kept below each clip's peak (about 87 dB)
 
@@ -94,23 +95,20 @@ class DigitClassifier(nn.Module):
         return self.head(self.embed(mel))
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` (no pickle) to ``directory``."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "config.json").write_text(json.dumps(self.config, indent=2) + "\n")
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()},
-                  str(directory / "model.safetensors"))
-        return directory
+        """Write ``config.json`` + ``model.safetensors`` (no pickle) to ``directory`` (``artifacts.write``)."""
+        return artifacts.write(directory, self.state_dict(), {"format": FORMAT, **self.config}, "digit classifier")
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike) -> "DigitClassifier":
-        """Rebuild a classifier written by ``save_pretrained``, in eval mode."""
-        directory = Path(directory)
-        if not (directory / "config.json").is_file() or not (directory / "model.safetensors").is_file():
-            raise AudiodiffError(f"{directory}: no digit classifier (config.json + model.safetensors); "
-                                 f"train one with bench/digits_classifier.py --out {directory}")
-        model = cls(**json.loads((directory / "config.json").read_text()))
-        model.load_state_dict(load_file(str(directory / "model.safetensors")))
+        """Rebuild a classifier written by ``save_pretrained``, in eval mode. Directories saved before the format
+        tag was written (a config of constructor arguments only) load too."""
+        fix = f"train one with bench/digits_classifier.py --out {directory}"
+        cfg = artifacts.read_config(directory, None, "digit classifier", fix)
+        fmt = cfg.pop("format", FORMAT)
+        if fmt != FORMAT:
+            raise AudiodiffError(f"{directory} is not a digit classifier (its format is {fmt!r}); {fix}")
+        model = cls(**cfg)
+        model.load_state_dict(artifacts.read_weights(directory))
         return model.eval()
 
 
