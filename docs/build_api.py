@@ -9,6 +9,7 @@ them, if pdoc warns: a module that fails to import, a package it cannot walk. te
 
 from __future__ import annotations
 
+import importlib
 import sys
 import warnings
 from pathlib import Path
@@ -46,12 +47,16 @@ def build(out_dir: Path, names: list[str] | None = None) -> list[str]:
     problems, modules = [], {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        for name in public_modules() if names is None else names:  # pdoc.pdoc() would walk packages through __all__ and skip submodules
+        # One page per module we name: pdoc.pdoc() would walk packages through their __all__ and skip submodules.
+        for name in public_modules() if names is None else names:
             try:
-                modules[name] = pdoc.doc.Module.from_name(name)
+                # Imported here, not first by pdoc, which imports with sys.stdout, sys.stderr and subprocess.Popen
+                # patched; a module that kept a reference to them would keep the patched ones (tests run in-process).
+                importlib.import_module(name)
             except Exception as exc:  # noqa: BLE001 - any import failure is a build problem to report
-                cause = exc.__cause__ or exc  # pdoc wraps the module's own error in a RuntimeError
-                problems.append(f"cannot import {name}: {type(cause).__name__}: {cause}")
+                problems.append(f"cannot import {name}: {type(exc).__name__}: {exc}")
+                continue
+            modules[name] = pdoc.doc.Module.from_name(name)
         for name, module in modules.items():
             page = out_dir / f"{name.replace('.', '/')}.html"
             page.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ and the build reports no module that fails to import. Needs pdoc (the dev extra)
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,8 @@ def test_a_module_that_fails_to_import_is_reported(tmp_path, monkeypatch):
     (pkg / "bad.py").write_text('"""Imports a name that does not exist."""\nfrom brokenpkg import missing\n')
     monkeypatch.syspath_prepend(str(tmp_path))
     problems = build_api.build(tmp_path / "out", ["brokenpkg", "brokenpkg.bad"])
+    for name in ("brokenpkg.bad", "brokenpkg"):
+        sys.modules.pop(name, None)
     assert problems and all("brokenpkg.bad" in problem for problem in problems)
     assert any("ImportError" in problem and "missing" in problem for problem in problems)
     assert (tmp_path / "out" / "brokenpkg.html").is_file()
