@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install clean
+.PHONY: demo test docs install clean
 
 $(BIN)/audiodiff: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ demo: $(BIN)/audiodiff
 test: $(BIN)/audiodiff
 	AUDIODIFF_TEST_THREADS=1 $(BIN)/python -m pytest || [ $$? -eq 5 ]
 	AUDIODIFF_TEST_THREADS=2 $(BIN)/python -m pytest || [ $$? -eq 5 ]
+
+# The API reference, HTML from the docstrings (pdoc, in the dev extra), into the git-ignored build/api/;
+# tests/test_docs.py builds it too. Open build/api/index.html.
+docs: $(BIN)/audiodiff
+	$(BIN)/python docs/build_api.py build/api
 
 clean:
 	rm -rf runs/demo demo-out
