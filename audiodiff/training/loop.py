@@ -30,15 +30,15 @@ from audiodiff.audio.mel import MelSpectrogram
 from audiodiff.config import Recipe, recipe_from_dict, save_recipe
 from audiodiff.data import AudioCrops, StepBatchSampler, class_labels, split_files
 from audiodiff.diffusion import sigmas_for
-from audiodiff.diffusion.guidance import drop_labels
 from audiodiff.errors import AudiodiffError
 from audiodiff.factory import build_backbone, build_denoiser, build_schedule, check_buildable
+from audiodiff.families import family_of
 from audiodiff.training import checkpoint as ckpt
 from audiodiff.training import distributed
 from audiodiff.training.ema import EMA
 from audiodiff.training.lock import run_lock
 from audiodiff.training.resume import apply_changes, resume_changes
-from audiodiff.training.targets import check_image_crops, diffusion_inputs, mel_loss
+from audiodiff.training.targets import batch_inputs, mel_loss
 from audiodiff.training.validate import validate
 
 log = logging.getLogger("audiodiff")
@@ -90,10 +90,10 @@ def check_resume_compatible(run_dir: Path, recipe: Recipe) -> None:
 def load_initial_weights(net: torch.nn.Module, source: str, recipe: Recipe) -> None:
     """Copy an exported model's weights into ``net`` (fine-tuning); its model and mel settings must be the
     recipe's. ``source`` is a model directory or "pretrained" (the vocoder bundled with audiodiff)."""
-    from audiodiff import melgen, vocoder
+    from audiodiff import vocoder
 
     path = vocoder.DEFAULT_MODEL if source == "pretrained" else Path(source)
-    fmt, noun = (vocoder.FORMAT, "model") if recipe.model.arch == "diffwave" else (melgen.FORMAT, "mel generator")
+    fmt, noun = family_of(recipe.model).artefact_format()
     _, other, weights = artifacts.load(path, fmt, noun, "train.init must name")
     for section in ("model", "mel"):
         if getattr(other, section) != getattr(recipe, section):
@@ -134,22 +134,16 @@ def write_config(recipe: Recipe, path: Path) -> None:
 
 
 def train_step(denoiser, mel_fn, batch, gen, device, amp_dtype, recipe: Recipe):
-    audio = batch["audio"].to(device, non_blocking=True).unsqueeze(1)  # [B, 1, N * hop]
-    segment = batch["segment"].to(device, non_blocking=True)
-    with torch.no_grad():
-        mel = mel_fn(segment, pad=False)  # [B, n_mels, N]
-    sigma = denoiser.sample_training_sigma(audio.shape[0], generator=gen)
-    x0, cond = diffusion_inputs(recipe, audio, mel, mel_fn)  # waveform, or log-mel image for unet2d
-    noise = torch.randn(x0.shape, generator=gen, device=device)
-    if recipe.model.num_classes:  # drawn after the noise: the waveform path's random stream is unchanged
-        cond["class_labels"] = drop_labels(batch["label"].to(device), recipe.train.label_dropout, gen)
+    """The training loss of one batch (a scalar): the denoiser's loss, plus ``train.mel_loss`` times the weighted
+    log-mel loss of its estimate when that is on."""
+    x = batch_inputs(recipe, batch, mel_fn, denoiser, gen, device, label_dropout=recipe.train.label_dropout)
     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
         if not recipe.train.mel_loss:
-            return denoiser.loss(x0, sigma, noise, **cond).mean()
-        loss, x0_hat = denoiser.loss(x0, sigma, noise, with_x0=True, **cond)
+            return denoiser.loss(x.x0, x.sigma, x.noise, **x.cond).mean()
+        loss, x0_hat = denoiser.loss(x.x0, x.sigma, x.noise, with_x0=True, **x.cond)
         # Weighted by 1 / (1 + (sigma / mel_loss_sigma)^2), with 1.0 the signal's share alpha^2 of x_t: at high noise
         # no estimate can match the mel, and the error of x0_hat grows with sigma (x0_hat = x - sigma eps_hat).
-        aux = mel_loss(mel_fn, x0_hat, mel) / (1 + (sigma.float() / recipe.train.mel_loss_sigma).square())
+        aux = mel_loss(mel_fn, x0_hat, x.mel) / (1 + (x.sigma.float() / recipe.train.mel_loss_sigma).square())
         return loss.mean() + recipe.train.mel_loss * aux.mean()
 
 
@@ -177,7 +171,7 @@ def check_before_writing(recipe: Recipe, world: int) -> None:
     """What the recipe's declared ranges (``config.py``) cannot see, checked before the run directory is touched:
     crops that fit a U-Net tile, a batch that splits across the processes, a backbone that builds (on the meta
     device: no memory), and noise levels for the default sampler, which validation and the exported model use."""
-    check_image_crops(recipe)
+    family_of(recipe.model).check(recipe)
     StepBatchSampler(recipe.train.batch_size, world=world)
     check_buildable(recipe.model, recipe.mel)
     d = recipe.diffusion
