@@ -22,7 +22,8 @@ from audiodiff.config import recipe_from_dict
 from audiodiff.errors import AudiodiffError
 from audiodiff.training import checkpoint as ckpt
 from audiodiff.training import loop
-from audiodiff.training.loop import lr_factor, train
+from audiodiff.training.loop import train
+from audiodiff.training.state import lr_factor
 
 from test_reliability import (  # noqa: F401 (corpus, hook, reference, spawn: fixtures)
     MAX_STEPS, STEP_DELAY, assert_matches_reference, assert_one_error_line, corpus, hook, load, make_recipe,
