@@ -220,11 +220,12 @@ def _train(recipe: Recipe, run_dir: Path, dist: distributed.Dist, data_path: str
                 skip_step(st, fault, loss if fault == "loss" else grad_norm, model.opt, tc)
             st.step += 1
             st.elapsed = time.perf_counter() - t0
-            logger.step(st, model.sched)
-            if st.step % tc.valid_every == 0 and dist.main and valid_set is not None:
-                validate(model.ema.model, recipe, valid_set, mel_fn, logger.writer, st.step, dist.device)
-            if st.step % tc.checkpoint_every == 0:
-                save(st, model, scaler, recipe, run_dir, dist)
+            if fault is None:  # a skipped step is not logged, validated or saved: nothing changed
+                logger.step(st, model.sched)
+                if st.step % tc.valid_every == 0 and dist.main and valid_set is not None:
+                    validate(model.ema.model, recipe, valid_set, mel_fn, logger.writer, st.step, dist.device)
+                if st.step % tc.checkpoint_every == 0:
+                    save(st, model, scaler, recipe, run_dir, dist)
             if st.stop_signal is not None or (tc.max_minutes > 0 and st.elapsed > tc.max_minutes * 60):
                 break
         if st.step != st.saved_step:
@@ -294,8 +295,8 @@ def stop_signals(st: TrainState):
 
 
 class Logger:
-    """TensorBoard scalars every ``train.log_every`` steps (mean loss of the good steps since the last), the
-    progress bar or a log line; the main process only. ``writer`` is what validation logs to."""
+    """TensorBoard scalars every ``train.log_every`` steps (mean loss of the steps since the last), the progress
+    bar or a log line, after each applied step; the main process only. ``writer`` is what validation logs to."""
 
     def __init__(self, run_dir: Path, recipe: Recipe, dist, progress: bool, step: int):
         self.tc, self.dist, self.writer, self.bar = recipe.train, dist, None, None
@@ -338,7 +339,7 @@ class Logger:
     def step(self, st: TrainState, sched) -> None:
         if not self.dist.main:
             return
-        if st.step % self.tc.log_every == 0 and self.window:
+        if st.step % self.tc.log_every == 0:
             mean_loss = torch.stack(self.window).mean().item()
             self.window.clear()
             self.writer.add_scalar("train/loss", mean_loss, st.step)
