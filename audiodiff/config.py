@@ -3,6 +3,11 @@
 A recipe is a YAML mapping with the sections ``mel``, ``model``, ``diffusion``, ``data`` and ``train``.
 Unknown keys and wrong types are errors that name the key (and the nearest valid one); ``--set a.b=value``
 overrides apply on top. The resolved recipe (every field, defaults included) is what a run directory keeps.
+
+The model section is tagged by ``model.arch``: a ``DiffWaveConfig`` (``diffwave``) or a ``UNet2DConfig``
+(``unet2d``), each with its own keys; a key of the other kind is an error that names it. Files written while the
+section held both kinds' keys still load (``_model_values``). A U-Net's tile width ``model.image_frames`` is the
+crop width: a recipe gives ``data.crop_frames`` and the model section follows it.
 """
 
 from __future__ import annotations
@@ -376,8 +381,8 @@ def recipe_from_dict(raw: dict | None) -> Recipe:
 def _tile_from_crops(model: dict, raw: dict, data: DataConfig) -> dict:
     # A U-Net's image_frames is its crops' width: a recipe that sets data.crop_frames and not model.image_frames
     # gets it from there (the two must be equal: families.ImageFamily.check).
-    if isinstance(model, dict) and model.get("arch") == "unet2d" and "image_frames" not in model \
-            and "crop_frames" in (raw.get("data") or {}):
+    tiled = isinstance(model, dict) and "image_frames" in OWN_KEYS.get(str(model.get("arch")), ())
+    if tiled and "image_frames" not in model and "crop_frames" in (raw.get("data") or {}):
         return {**model, "image_frames": data.crop_frames}
     return model
 
