@@ -7,9 +7,10 @@
 
 A family builds its backbone from the model section with explicit arguments, turns a crop (waveform and mel) into
 the denoiser's clean sample ``x0`` and conditioning, checks what the declared ranges of ``config.py`` cannot see,
-makes the sample validation logs, and names the inference object its runs export to. Everything that differs
-between the two kinds lives here: training, validation, export and the factory ask the family, and none of them
-compares ``model.arch`` with a string. Adding a kind is adding a family to ``FAMILIES``.
+makes the sample validation logs, and names the inference object its runs export to. What differs between the two
+kinds in training lives here: the training loop, validation, export and the factory ask the family instead of
+comparing ``model.arch`` with a string. Adding a kind is adding a family to ``FAMILIES`` and its model section to
+``config.MODEL_CONFIGS``.
 """
 
 from __future__ import annotations
