@@ -3,6 +3,11 @@
 A recipe is a YAML mapping with the sections ``mel``, ``model``, ``diffusion``, ``data`` and ``train``.
 Unknown keys and wrong types are errors that name the key (and the nearest valid one); ``--set a.b=value``
 overrides apply on top. The resolved recipe (every field, defaults included) is what a run directory keeps.
+
+The model section is tagged by ``model.arch``: a ``DiffWaveConfig`` (``diffwave``) or a ``UNet2DConfig``
+(``unet2d``), each with its own keys; a key of the other kind is an error that names it. Files written while the
+section held both kinds' keys still load (``_model_values``). A U-Net's tile width ``model.image_frames`` is the
+crop width: a recipe gives ``data.crop_frames`` and the model section follows it.
 """
 
 from __future__ import annotations
@@ -27,13 +32,11 @@ from audiodiff.ranges import OneOf, Range
 # Valid values are declared on the fields (audiodiff/ranges.py); relations between fields are the RULES functions.
 PROBABILITY = Range(0, 1, hi_open=True)
 BETA = Range(0, 1, lo_open=True, hi_open=True)
-ARCHS = ("diffwave", "unet2d")  # what factory.build_backbone builds
+ARCHS = ("diffwave", "unet2d")  # the model kinds (MODEL_CONFIGS; families.py builds and trains them)
 MAX_PARAMETERS = 1_000_000_000  # training holds ~20 bytes a parameter (weights, gradients, AdamW moments, EMA)
 
 
-def _levels_rule(m: "ModelConfig") -> str | None:
-    if m.arch != "unet2d":
-        return None
+def _levels_rule(m: "UNet2DConfig") -> str | None:
     if not m.channel_mults:
         return "recipe key model.channel_mults: [] is empty; expected one width multiple per level, e.g. [1, 2, 2, 4]"
     bad = [lv for lv in m.attention_levels if lv >= len(m.channel_mults)]
@@ -44,23 +47,116 @@ def _levels_rule(m: "ModelConfig") -> str | None:
     return None
 
 
-@dataclass(frozen=True)
 class ModelConfig:
+    """The model section: a ``DiffWaveConfig`` or a ``UNet2DConfig``, picked by its tag ``arch`` (``MODEL_CONFIGS``).
+    Both derive from this class, so it names either in annotations; ``ModelConfig(arch="unet2d", channels=8)``
+    builds the one its ``arch`` names (default diffwave), as recipes do, and a key of the other kind is an error."""
+
     arch: Annotated[str, OneOf(*ARCHS)] = "diffwave"
+
+    def __new__(cls, *args, **kwargs):
+        if cls is not ModelConfig:
+            return super().__new__(cls)
+        arch = kwargs.get("arch", "diffwave")
+        if arch not in MODEL_CONFIGS:
+            raise AudiodiffError(f"unknown model.arch {arch!r}; expected one of {', '.join(MODEL_CONFIGS)}")
+        return MODEL_CONFIGS[arch](*args, **kwargs)  # Python then runs its (idempotent, frozen) __init__ once more
+
+    def _check_arch(self, arch: str) -> None:
+        if self.arch != arch:
+            raise AudiodiffError(f"{type(self).__name__} has model.arch {arch!r}, got {self.arch!r}; use "
+                                 f"ModelConfig(arch={self.arch!r}, ...)")
+
+
+@dataclass(frozen=True)
+class DiffWaveConfig(ModelConfig):
+    """``arch: diffwave``: a DiffWave on waveforms (``models/diffwave.py``), mel-conditioned (a vocoder),
+    unconditional or class-conditional."""
+
+    arch: Annotated[str, OneOf("diffwave")] = "diffwave"
     residual_layers: Annotated[int, Range(1)] = 30
     residual_channels: Annotated[int, Range(1)] = 64
     dilation_cycle: Annotated[int, Range(1, 16)] = 10  # dilations 1, 2, ..., 2 ** (cycle - 1), repeated
     embed_dim: Annotated[int, Range(1)] = 512
     conditional: bool = True  # False: unconditional waveform model (no mel)
     num_classes: Annotated[int, Range(0)] = 0  # > 0: class-conditional, with a null class for guidance
-    # arch: unet2d (log-mel images, models/unet2d.py); the diffwave fields above except embed_dim do not apply
+    SIZE_KEYS: ClassVar = ("residual_layers", "residual_channels", "embed_dim")  # named when a model is too big
+
+    def __post_init__(self):
+        self._check_arch("diffwave")
+
+    @property
+    def mel_conditioned(self) -> bool:
+        return self.conditional
+
+    def size(self, n_mels: int = 80) -> int:
+        """Parameters of the built backbone (exact but for the mel upsampler's few dozen)."""
+        E, C, n = self.embed_dim, self.residual_channels, n_mels if self.conditional else 0
+        total = _embedding_parameters(E, self.num_classes)
+        layer = 8 * C * C + 4 * C + E * C + C + (2 * C * n + 2 * C) * (n > 0)  # dilated, out, step and mel projections
+        return total + self.residual_layers * layer + 2 * C + C * C + C + C + 1  # input, skip and output projections
+
+
+@dataclass(frozen=True)
+class UNet2DConfig(ModelConfig):
+    """``arch: unet2d``: a 2-D U-Net on log-mel images (``models/unet2d.py``), unconditional or class-conditional."""
+
+    arch: Annotated[str, OneOf("unet2d")] = "unet2d"
     channels: Annotated[int, Range(1)] = 64  # width of the first level
     channel_mults: Annotated[tuple[int, ...], Range(1)] = (1, 2, 2, 4)  # level widths as multiples of channels
     blocks_per_level: Annotated[int, Range(1)] = 2
     # levels with self-attention (the lowest resolution always has it)
     attention_levels: Annotated[tuple[int, ...], Range(0)] = ()
-    image_frames: Annotated[int, Range(1)] = 64  # frames per image tile; training crops must match (data.crop_frames)
+    embed_dim: Annotated[int, Range(1)] = 512
+    num_classes: Annotated[int, Range(0)] = 0  # > 0: class-conditional, with a null class for guidance
+    # frames per image tile; a recipe without it takes data.crop_frames (the crops are the tiles); an exported
+    # generator, which has no data section, keeps it here
+    image_frames: Annotated[int, Range(1)] = 64
     RULES: ClassVar = (_levels_rule,)
+    SIZE_KEYS: ClassVar = ("channels", "channel_mults", "blocks_per_level", "embed_dim")
+
+    def __post_init__(self):
+        self._check_arch("unet2d")
+
+    @property
+    def mel_conditioned(self) -> bool:
+        return False
+
+    def size(self, n_mels: int = 80) -> int:
+        """Parameters of the built backbone (exact)."""
+        E = self.embed_dim
+
+        def res(cin: int, cout: int) -> int:  # 3x3 convs, step projection, 1x1 skip, GroupNorms
+            return 9 * cin * cout + 9 * cout * cout + E * cout + 3 * cout + (cin * cout + cout) * (cin != cout) \
+                + 2 * cin + 2 * cout
+
+        def attn(c: int) -> int:
+            return 4 * c * c + 6 * c
+
+        B, widths, cin = self.blocks_per_level, [self.channels * m for m in self.channel_mults], self.channels
+        total = _embedding_parameters(E, self.num_classes) + 10 * cin  # embeddings, input convolution
+        for i, w in enumerate(widths):
+            total += res(cin, w) + (B - 1) * res(w, w) + B * attn(w) * (i in self.attention_levels)
+            total += (9 * w * w + w) * (i < len(widths) - 1)  # downsampling
+            cin = w
+        total += 2 * res(cin, cin) + attn(cin)  # middle
+        for i in reversed(range(len(widths))):
+            w = widths[i]
+            total += res(cin + w, w) + (B - 1) * res(w, w) + B * attn(w) * (i in self.attention_levels)
+            total += (9 * w * w + w) * (i > 0)  # upsampling
+            cin = w
+        return total + 2 * cin + 9 * cin + 1  # output norm and convolution
+
+
+def _embedding_parameters(E: int, num_classes: int) -> int:  # step embedding MLP, class table (+ null class)
+    return 128 * E + E * E + 2 * E + (num_classes + 1) * E * (num_classes > 0)
+
+
+MODEL_CONFIGS = {"diffwave": DiffWaveConfig, "unet2d": UNet2DConfig}  # arch -> its model section
+# Keys of every kind's section. Files written before the model section was split by arch (config.yaml, checkpoints,
+# exported config.json) hold all of them; _model_values drops the other kind's when all are there.
+OWN_KEYS = {arch: {f.name for f in dataclasses.fields(c)} - {"arch", "embed_dim", "num_classes"}
+            for arch, c in MODEL_CONFIGS.items()}
 
 
 def _beta_rule(d: "DiffusionConfig") -> str | None:
@@ -138,37 +234,11 @@ class TrainConfig:
 def model_parameters(model: ModelConfig, n_mels: int = 80) -> int:
     """How many parameters ``factory.build_backbone`` gives ``model``, computed without building it (exact but for
     the mel upsampler's few dozen), so that absurd sizes are refused before any memory is allocated."""
-    E = model.embed_dim
-    total = 128 * E + E * E + 2 * E + (model.num_classes + 1) * E * (model.num_classes > 0)  # step, class embedding
-    if model.arch == "diffwave":
-        C, n = model.residual_channels, n_mels if model.conditional else 0
-        layer = 8 * C * C + 4 * C + E * C + C + (2 * C * n + 2 * C) * (n > 0)  # dilated, out, step and mel projections
-        return total + model.residual_layers * layer + 2 * C + C * C + C + C + 1  # input, skip and output projections
-
-    def res(cin: int, cout: int) -> int:  # 3x3 convs, step projection, 1x1 skip, GroupNorms
-        return 9 * cin * cout + 9 * cout * cout + E * cout + 3 * cout + (cin * cout + cout) * (cin != cout) \
-            + 2 * cin + 2 * cout
-
-    def attn(c: int) -> int:
-        return 4 * c * c + 6 * c
-
-    B, widths, cin = model.blocks_per_level, [model.channels * m for m in model.channel_mults], model.channels
-    total += 10 * cin  # input convolution
-    for i, w in enumerate(widths):
-        total += res(cin, w) + (B - 1) * res(w, w) + B * attn(w) * (i in model.attention_levels)
-        total += (9 * w * w + w) * (i < len(widths) - 1)  # downsampling
-        cin = w
-    total += 2 * res(cin, cin) + attn(cin)  # middle
-    for i in reversed(range(len(widths))):
-        w = widths[i]
-        total += res(cin + w, w) + (B - 1) * res(w, w) + B * attn(w) * (i in model.attention_levels)
-        total += (9 * w * w + w) * (i > 0)  # upsampling
-        cin = w
-    return total + 2 * cin + 9 * cin + 1  # output norm and convolution
+    return model.size(n_mels)
 
 
 def _prior_rule(r: "Recipe") -> str | None:
-    if r.diffusion.prior != "none" and not (r.model.arch == "diffwave" and r.model.conditional):
+    if r.diffusion.prior != "none" and not r.model.mel_conditioned:
         return (f"recipe key diffusion.prior: {r.diffusion.prior!r} shapes the noise by the conditioning mel, which "
                 f"this model has not; expected a mel-conditioned diffwave, or diffusion.prior: none")
     return None
@@ -178,9 +248,7 @@ def _size_rule(r: "Recipe") -> str | None:
     m, n = r.model, model_parameters(r.model, r.mel.n_mels)
     if n <= MAX_PARAMETERS:
         return None
-    keys = ("residual_layers", "residual_channels", "embed_dim") if m.arch == "diffwave" else \
-        ("channels", "channel_mults", "blocks_per_level", "embed_dim")
-    shape = ", ".join(f"model.{k} {list(v) if isinstance(v, tuple) else v}" for k in keys
+    shape = ", ".join(f"model.{k} {list(v) if isinstance(v, tuple) else v}" for k in m.SIZE_KEYS
                       for v in [getattr(m, k)])
     return (f"recipe keys {shape} make a {m.arch} of about {n:.3g} parameters ({20 * n / 1e9:,.0f} GB to train); "
             f"expected at most {MAX_PARAMETERS:.0e}; make the model smaller")
@@ -242,14 +310,24 @@ def _check_type(where: str, value, hint):
 def _build(cls, section: str, values: dict):
     if not isinstance(values, dict):
         raise AudiodiffError(f"recipe section {section!r} must be a mapping of keys to values, got {values!r}")
-    hints = typing.get_type_hints(cls)
+    if cls is ModelConfig:
+        cls, values = _model_values(values)
     names = {f.name for f in dataclasses.fields(cls)}
     if cls is MelConfig:
         names = names | {"preset"}
     for key in values:
         if key not in names:
             raise AudiodiffError(f"unknown recipe key {section}.{key}{_nearest(key, names)}")
-    checked = {k: _check_type(f"{section}.{k}", v, hints[k]) for k, v in values.items() if k != "preset"}
+    checked = _checked(cls, section, {k: v for k, v in values.items() if k != "preset"})
+    built = mel_config(values.get("preset", "hifigan"), **checked) if cls is MelConfig else cls(**checked)
+    _check_rules(built)
+    return built
+
+
+def _checked(cls, section: str, values: dict) -> dict:
+    """``values`` with each checked against its field's type and declared range (``Range`` / ``OneOf``)."""
+    hints = typing.get_type_hints(cls)
+    checked = {k: _check_type(f"{section}.{k}", v, hints[k]) for k, v in values.items()}
     specs = typing.get_type_hints(cls, include_extras=True)
     for key, value in checked.items():
         for spec in getattr(specs[key], "__metadata__", ()):  # Range / OneOf declared on the field
@@ -259,9 +337,23 @@ def _build(cls, section: str, values: dict):
                 hint = _nearest(value, valid, cutoff=0.6, list_valid=False) if isinstance(value, str) else ""
                 shown = list(value) if isinstance(value, tuple) else value
                 raise AudiodiffError(f"recipe key {section}.{key}: {shown!r} {problem}{hint}")
-    built = mel_config(values.get("preset", "hifigan"), **checked) if cls is MelConfig else cls(**checked)
-    _check_rules(built)
-    return built
+    return checked
+
+
+def _model_values(values: dict) -> tuple[type, dict]:
+    """The model section's dataclass, chosen by ``arch``, and its values. A key of another kind is refused by name;
+    all of another kind's keys at once are what files written before the split hold (every field of both kinds),
+    and are dropped, so that those files still load."""
+    arch = _checked(ModelConfig, "model", {"arch": values.get("arch", "diffwave")})["arch"]
+    values = dict(values)
+    for other, keys in OWN_KEYS.items():
+        if other != arch and keys <= values.keys():
+            values = {k: v for k, v in values.items() if k not in keys}
+        for key in keys & values.keys() if other != arch else ():
+            _checked(MODEL_CONFIGS[other], "model", {key: values[key]})  # a value wrong anyway is reported as such
+            raise AudiodiffError(f"recipe key model.{key} belongs to model.arch {other}, not {arch}; remove it, "
+                                 f"or set model.arch: {other}")
+    return MODEL_CONFIGS[arch], values
 
 
 def _check_rules(config) -> None:
@@ -279,9 +371,20 @@ def recipe_from_dict(raw: dict | None) -> Recipe:
     for key in raw:
         if key not in SECTIONS:
             raise AudiodiffError(f"unknown recipe section {key!r}{_nearest(key, SECTIONS)}")
-    recipe = Recipe(**{name: _build(cls, name, raw.get(name, {}) or {}) for name, cls in SECTIONS.items()})
+    built = {name: _build(cls, name, raw.get(name, {}) or {}) for name, cls in SECTIONS.items() if name != "model"}
+    built["model"] = _build(ModelConfig, "model", _tile_from_crops(raw.get("model", {}) or {}, raw, built["data"]))
+    recipe = Recipe(**built)
     _check_rules(recipe)
     return recipe
+
+
+def _tile_from_crops(model: dict, raw: dict, data: DataConfig) -> dict:
+    # A U-Net's image_frames is its crops' width: a recipe that sets data.crop_frames and not model.image_frames
+    # gets it from there (the two must be equal: families.ImageFamily.check).
+    tiled = isinstance(model, dict) and "image_frames" in OWN_KEYS.get(str(model.get("arch")), ())
+    if tiled and "image_frames" not in model and "crop_frames" in (raw.get("data") or {}):
+        return {**model, "image_frames": data.crop_frames}
+    return model
 
 
 def apply_overrides(raw: dict, overrides) -> dict:

@@ -12,25 +12,12 @@ from audiodiff.audio.mel import MelConfig
 from audiodiff.config import DiffusionConfig, ModelConfig
 from audiodiff.diffusion import Denoiser, DiscreteSchedule, make_betas
 from audiodiff.errors import AudiodiffError
-from audiodiff.models import DiffWave, UNet2D
+from audiodiff.families import family_of
 
 
 def build_backbone(model: ModelConfig, mel: MelConfig) -> nn.Module:
-    """The network named by ``model.arch`` with explicit arguments taken from the config."""
-    if model.arch == "diffwave":
-        return DiffWave(
-            n_mels=mel.n_mels if model.conditional else 0, hop_length=mel.hop_length,
-            residual_layers=model.residual_layers, residual_channels=model.residual_channels,
-            dilation_cycle=model.dilation_cycle, embed_dim=model.embed_dim, num_classes=model.num_classes,
-        )
-    if model.arch == "unet2d":
-        try:
-            return UNet2D(in_channels=1, channels=model.channels, channel_mults=model.channel_mults,
-                          blocks_per_level=model.blocks_per_level, attention_levels=model.attention_levels,
-                          embed_dim=model.embed_dim, num_classes=model.num_classes)
-        except ValueError as err:
-            raise AudiodiffError(f"model: {err}") from None
-    raise AudiodiffError(f"unknown model.arch {model.arch!r}; expected 'diffwave' or 'unet2d'")
+    """The network of ``model``'s family (``families.py``), with explicit arguments taken from the config."""
+    return family_of(model).build(model, mel)
 
 
 def check_buildable(model: ModelConfig, mel: MelConfig) -> None:

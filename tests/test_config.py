@@ -176,3 +176,59 @@ def test_diffwave_preset_with_a_larger_hop_fails_at_load_time():
                               "diffwave preset uses win = 4 * hop)")
     mel = recipe_from_dict({"mel": {"preset": "diffwave", "hop_length": 300, "n_fft": 2048}}).mel
     assert mel.win_length == 1200 and MelSpectrogram(mel)(torch.zeros(22050)).shape == (80, 22050 // 300 + 1)
+
+
+# --- the model section, tagged by model.arch ---------------------------------------------------------------------
+# Every model key before the section was split by arch: what config.yaml, checkpoints and exported config.json files
+# written until then hold, whatever the arch.
+UNION = {"arch": "diffwave", "residual_layers": 30, "residual_channels": 64, "dilation_cycle": 10, "embed_dim": 512,
+         "conditional": True, "num_classes": 0, "channels": 64, "channel_mults": [1, 2, 2, 4], "blocks_per_level": 2,
+         "attention_levels": [], "image_frames": 64}
+
+
+def test_model_section_is_the_dataclass_its_arch_names():
+    from audiodiff.config import DiffWaveConfig, ModelConfig, UNet2DConfig
+
+    assert type(recipe_from_dict({}).model) is DiffWaveConfig
+    unet = recipe_from_dict({"model": {"arch": "unet2d", "channels": 8}}).model
+    assert type(unet) is UNet2DConfig and unet.channels == 8 and not hasattr(unet, "residual_layers")
+    assert ModelConfig(arch="unet2d", channels=8) == unet and ModelConfig() == DiffWaveConfig()
+    assert isinstance(unet, ModelConfig) and isinstance(ModelConfig(), ModelConfig)
+    with pytest.raises(AudiodiffError, match="unknown model.arch 'unet3d'; expected one of diffwave, unet2d"):
+        ModelConfig(arch="unet3d")
+
+
+@pytest.mark.parametrize("model, key, owner", [
+    ({"channels": 8}, "channels", "unet2d"),
+    ({"arch": "diffwave", "image_frames": 64}, "image_frames", "unet2d"),
+    ({"arch": "unet2d", "residual_layers": 2}, "residual_layers", "diffwave"),
+    ({"arch": "unet2d", "conditional": False}, "conditional", "diffwave"),
+])
+def test_a_key_of_the_other_arch_is_refused_by_name(model, key, owner):
+    with pytest.raises(AudiodiffError) as err:
+        recipe_from_dict({"model": model})
+    arch = model.get("arch", "diffwave")
+    assert str(err.value) == (f"recipe key model.{key} belongs to model.arch {owner}, not {arch}; remove it, or set "
+                              f"model.arch: {owner}")
+
+
+@pytest.mark.parametrize("arch", ["diffwave", "unet2d"])
+def test_files_written_before_the_split_still_load(arch):
+    old = {"model": {**UNION, "arch": arch, "num_classes": 3}}
+    new = recipe_from_dict({"model": {"arch": arch, "num_classes": 3}})
+    assert recipe_from_dict(old) == new  # the other arch's keys, all present, are dropped
+    bundled = (REPO / "audiodiff" / "pretrained" / "speech-22k" / "config.json")
+    import json
+
+    cfg = json.loads(bundled.read_text())
+    assert "channels" in cfg["model"]  # still an old, union file
+    assert recipe_from_dict({k: cfg[k] for k in ("mel", "model", "diffusion")}).model == recipe_from_dict({}).model
+
+
+def test_a_unet_tile_is_the_crop_width():
+    r = recipe_from_dict({"model": {"arch": "unet2d"}, "data": {"crop_frames": 32}})
+    assert r.model.image_frames == 32  # taken from data.crop_frames
+    assert recipe_from_dict(r.to_dict()) == r  # and written out resolved
+    assert recipe_from_dict({"model": {"arch": "unet2d"}}).model.image_frames == 64  # no crop width given: default
+    digits = load_recipe(REPO / "recipes" / "digits.yaml")
+    assert digits.model.image_frames == digits.data.crop_frames == 64

@@ -11,6 +11,7 @@ import shutil
 
 import pytest
 import torch
+import yaml
 
 from audiodiff.audio.mel import MelConfig
 from audiodiff.config import ModelConfig, apply_overrides, model_parameters, recipe_from_dict
@@ -56,26 +57,30 @@ def test_bad_value_is_refused_before_the_run_directory_exists(tmp_path, corpus, 
     assert out.startswith(f"done: checkpoint {run_dir / 'checkpoints' / 'ckpt-00000002.pt'};")
 
 
-# Checks that need code, made by train() before the run directory is touched.
+# Checks that need code, made by train() before the run directory is touched. A unet2d case replaces the tiny
+# recipe's diffwave model section (whose keys a unet2d section refuses) with a tiny U-Net's.
+UNET = {"arch": "unet2d", "channels": 8, "channel_mults": [1], "blocks_per_level": 1, "embed_dim": 16}
 CODE_CASES = {
     "fast sampler, too many steps": (
-        ["diffusion.sample_steps=14"],
+        None, ["diffusion.sample_steps=14"],
         "diffusion.sampler fast with diffusion.sample_steps 14: fast: the short schedule for 14 steps reaches sigma "
         "1.62, above the model's sigma_max 1.6 (alpha_bar 0.276 < 0.28); use fewer steps, smaller betas, or "
         "--sampler ddim"),
     "unet2d width not split into attention heads": (
-        ["model.arch=unet2d", "model.channels=6", "model.channel_mults=[1]", "model.image_frames=8"],
-        "model: attention: 6 channels do not split into 4 heads"),
+        UNET, ["model.channels=6"], "model: attention: 6 channels do not split into 4 heads"),
     "unet2d crops not a tile": (
-        ["model.arch=unet2d", "model.channels=8", "model.channel_mults=[1]"],
+        {**UNET, "image_frames": 64}, [],
         "data.crop_frames (8) must equal model.image_frames (64) for arch unet2d; set data.crop_frames: 64"),
 }
 
 
 @pytest.mark.parametrize("case", list(CODE_CASES))
 def test_what_only_code_can_check_is_checked_before_writing(tmp_path, corpus, capsys, case):
-    overrides, message = CODE_CASES[case]
+    model, overrides, message = CODE_CASES[case]
     recipe, run_dir = write_recipe(tmp_path / "tiny.yaml", corpus, max_steps=2), tmp_path / "run"
+    if model is not None:
+        raw = yaml.safe_load(recipe.read_text())
+        recipe.write_text(yaml.safe_dump({**raw, "model": model}))
     sets = [a for o in overrides for a in ("--set", o)]
     code, out, err = run_cli(capsys, "train", recipe, "--run-dir", run_dir, "--no-progress", *sets)
     assert_one_error_line(code, err, message)

@@ -22,7 +22,8 @@ from audiodiff.config import recipe_from_dict
 from audiodiff.errors import AudiodiffError
 from audiodiff.training import checkpoint as ckpt
 from audiodiff.training import loop
-from audiodiff.training.loop import lr_factor, train
+from audiodiff.training.loop import train
+from audiodiff.training.state import lr_factor
 
 from test_reliability import (  # noqa: F401 (corpus, hook, reference, spawn: fixtures)
     MAX_STEPS, STEP_DELAY, assert_matches_reference, assert_one_error_line, corpus, hook, load, make_recipe,
@@ -199,6 +200,33 @@ def test_resume_refuses_other_model_settings_even_without_config_yaml(tmp_path, 
     assert_one_error_line(code, err, f"{run_dir} holds a run with different model settings (model.residual_channels "
                                      f"4 -> 8, checkpoint ckpt-00000002.pt); use a new --run-dir or the same recipe")
     assert snapshot(run_dir) == before
+
+
+def test_a_run_without_a_checkpoint_is_compared_with_its_config_yaml(tmp_path, corpus, capsys):
+    recipe, run_dir = write_recipe(tmp_path / "tiny.yaml", corpus, max_steps=2), tmp_path / "run"
+    run_dir.mkdir()  # a run stopped before its first checkpoint: config.yaml is its only record
+    resolved = recipe_from_dict(yaml.safe_load(recipe.read_text())).to_dict()
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved))
+    before = snapshot(run_dir)
+    code, _, err = run_cli(capsys, "train", recipe, "--run-dir", run_dir, "--no-progress",
+                           "--set", "model.residual_channels=8", "--set", "train.lr=0.5")
+    assert_one_error_line(code, err, f"{run_dir} holds a run with different model settings (model.residual_channels "
+                                     f"4 -> 8, config.yaml); use a new --run-dir or the same recipe")
+    assert snapshot(run_dir) == before
+    code, _, err = run_cli(capsys, "train", recipe, "--run-dir", run_dir, "--no-progress", "--set", "train.lr=0.5")
+    assert code == 0, err  # train and data settings: nothing was trained with the old ones
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["lr"] == 0.5
+
+
+def test_a_checkpoint_not_config_yaml_is_what_a_run_resumes_from(tmp_path, corpus, capsys):
+    recipe, run_dir = write_recipe(tmp_path / "tiny.yaml", corpus, max_steps=2), tmp_path / "run"
+    assert run_cli(capsys, "train", recipe, "--run-dir", run_dir, "--no-progress")[0] == 0
+    (run_dir / "config.yaml").write_text("")  # a damaged record: the checkpoint's recipe is the source of truth
+    code, out, err = run_cli(capsys, "train", recipe, "--run-dir", run_dir, "--no-progress", "--set",
+                             "train.max_steps=3")
+    assert code == 0, err
+    assert [p.name for p in ckpt.list_checkpoints(run_dir)][-1] == "ckpt-00000003.pt"
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["max_steps"] == 3  # rewritten whole
 
 
 def test_run_already_at_max_steps_is_done(tmp_path, corpus, capsys):

@@ -15,7 +15,7 @@ import yaml
 from audiodiff.config import recipe_from_dict
 from audiodiff.errors import AudiodiffError
 from audiodiff.training import export, train
-from audiodiff.training.loop import lr_factor
+from audiodiff.training.state import lr_factor
 from audiodiff.training.checkpoint import list_checkpoints, load_checkpoint
 from audiodiff.vocoder import Vocoder
 

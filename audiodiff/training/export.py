@@ -8,6 +8,7 @@ from audiodiff import artifacts, atomic
 from audiodiff.config import recipe_from_dict
 from audiodiff.errors import AudiodiffError
 from audiodiff.factory import build_backbone
+from audiodiff.families import family_of
 from audiodiff.training.checkpoint import load_checkpoint, load_latest
 
 
@@ -33,24 +34,20 @@ def export(run_dir: str | Path, out_dir: str | Path, checkpoint: str | Path | No
     if state is None:
         raise AudiodiffError(f"no checkpoint in {run_dir}/checkpoints; train first with `audiodiff train`")
     recipe = recipe_from_dict(state["recipe"])
-    if vocoder is not None and recipe.model.arch != "unet2d":
+    family = family_of(recipe.model)
+    if vocoder is not None and not family.makes_mels:
         raise AudiodiffError("--vocoder pairs a vocoder with a spectrogram generator; this run is a vocoder")
     net = build_backbone(recipe.model, recipe.mel)
     net.load_state_dict(state["ema"]["model"] if weights == "ema" else state["model"])
-    if recipe.model.arch == "unet2d":  # a log-mel image model: a MelGenerator, not a Vocoder
-        from audiodiff.melgen import PAIRED_VOCODER, MelGenerator
-
-        names = run_dir / "classes.txt"
-        classes = names.read_text().splitlines() if names.is_file() else None
-        gen = MelGenerator(net, recipe.mel, recipe.model, recipe.diffusion, classes)
-        voc = Vocoder.from_pretrained(vocoder, device="cpu") if vocoder is not None else None
-        if voc is not None:
-            gen.check_vocoder(voc, vocoder)  # before anything is written
-        with atomic.replacing_dir(out_dir, "model directory", artifacts.ENTRIES) as tmp:  # the pair, whole or not
-            gen.save_pretrained(tmp, fp16=fp16)
-            if voc is not None:
-                voc.save_pretrained(tmp / PAIRED_VOCODER, fp16=fp16)
+    names = run_dir / "classes.txt"
+    classes = names.read_text().splitlines() if names.is_file() else None
+    artefact = family.artefact(net, recipe, classes)  # a Vocoder, or a MelGenerator for a unet2d run
+    if vocoder is None:
+        artefact.save_pretrained(out_dir, fp16=fp16)
         return out_dir
-    voc = Vocoder(net, recipe.mel, recipe.model, recipe.diffusion)
-    voc.save_pretrained(out_dir, fp16=fp16)
+    voc = Vocoder.from_pretrained(vocoder, device="cpu")
+    artefact.check_vocoder(voc, vocoder)  # before anything is written
+    with atomic.replacing_dir(out_dir, "model directory", artifacts.ENTRIES) as tmp:  # the pair, whole or not
+        artefact.save_pretrained(tmp, fp16=fp16)
+        voc.save_pretrained(tmp / artifacts.PAIRED_VOCODER, fp16=fp16)
     return out_dir

@@ -1,4 +1,4 @@
-"""The training loop, top to bottom: build, resume, then step / log / validate / checkpoint.
+"""The training loop, top to bottom: build, resume, then step / log / validate / checkpoint (``_train``).
 
 DiffWave training (Kong et al. 2021, Algorithm 1) with the usual modern kit: AdamW, linear warm-up, bf16 or fp16
 autocast on GPU, gradient clipping, an EMA of the weights, TensorBoard logs with a synthesised validation sample,
@@ -9,51 +9,42 @@ Randomness is a pure function of ``(seed, step, rank)``: the batch, the noise le
 are the same whether or not the run was interrupted before it, and the initial weights depend on ``seed`` alone.
 A step whose loss or (in fp32/bf16) gradient is not finite is skipped; ``train.max_bad_steps`` of them in a row
 stop the run. Faults tested: docs/reliability.md.
+
+The loop's state is a ``TrainState`` and the network it trains a ``Trainable`` (``state.py``), the helpers are at
+module level (the shape of EDM's ``training_loop.py`` and nanoGPT's ``train.py``); what depends on the model's kind
+is its family's (``families.py``), and what may change on resume is decided in ``resume.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import signal
 import time
 from pathlib import Path
 
 import torch
-import yaml
 from torch.utils.data import DataLoader
 
 from audiodiff import artifacts, atomic
 from audiodiff.audio.mel import MelSpectrogram
-from audiodiff.config import Recipe, recipe_from_dict, save_recipe
+from audiodiff.config import Recipe, save_recipe
 from audiodiff.data import AudioCrops, StepBatchSampler, class_labels, split_files
 from audiodiff.diffusion import sigmas_for
-from audiodiff.diffusion.guidance import drop_labels
 from audiodiff.errors import AudiodiffError
 from audiodiff.factory import build_backbone, build_denoiser, build_schedule, check_buildable
+from audiodiff.families import family_of
 from audiodiff.training import checkpoint as ckpt
 from audiodiff.training import distributed
-from audiodiff.training.ema import EMA
 from audiodiff.training.lock import run_lock
-from audiodiff.training.resume import apply_changes, resume_changes
-from audiodiff.training.targets import check_image_crops, diffusion_inputs, mel_loss
+from audiodiff.training.resume import apply_changes, check_resume
+from audiodiff.training.state import Trainable, TrainState, checkpoint_state, load_scaler
+from audiodiff.training.targets import batch_inputs, mel_loss
 from audiodiff.training.validate import validate
 
 log = logging.getLogger("audiodiff")
 DATA_ENV = "AUDIODIFF_DATA"
-
-
-def lr_factor(step: int, tc) -> float:
-    """The learning rate of ``step`` (0-based) as a share of ``train.lr``: a linear warm-up over
-    ``warmup_steps``, then constant (``lr_decay: none``, DiffWave's) or a half cosine that reaches 0 at
-    ``max_steps`` (``cosine``). A pure function of the step, so a resumed run follows the same curve."""
-    warm = min(1.0, (step + 1) / max(1, tc.warmup_steps))
-    if tc.lr_decay == "none" or step < tc.warmup_steps:
-        return warm
-    done = min(1.0, (step - tc.warmup_steps) / max(1, tc.max_steps - tc.warmup_steps))
-    return 0.5 * (1.0 + math.cos(math.pi * done))
 
 
 class Interrupted(Exception):
@@ -67,33 +58,13 @@ def resolve_data(recipe: Recipe) -> str:
     return path
 
 
-def check_resume_compatible(run_dir: Path, recipe: Recipe) -> None:
-    """Refuse to resume a run whose model, mel or diffusion settings differ from the recipe's."""
-    saved_path = run_dir / "config.yaml"
-    if not saved_path.is_file():
-        return
-    try:
-        raw = yaml.safe_load(saved_path.read_text())
-        if not isinstance(raw, dict):
-            raise AudiodiffError("empty" if raw is None else f"expected a mapping, got {type(raw).__name__}")
-        saved = recipe_from_dict(raw)
-    except (yaml.YAMLError, AudiodiffError) as err:
-        raise AudiodiffError(f"{saved_path} is not a readable recipe ({str(err).splitlines()[0]}); restore it, "
-                             f"or delete it to resume with this recipe's settings") from None
-    for section in ("mel", "model", "diffusion"):
-        if getattr(saved, section) != getattr(recipe, section):
-            raise AudiodiffError(
-                f"{run_dir} holds a run with different {section} settings; use a new --run-dir or the same recipe"
-            )
-
-
 def load_initial_weights(net: torch.nn.Module, source: str, recipe: Recipe) -> None:
     """Copy an exported model's weights into ``net`` (fine-tuning); its model and mel settings must be the
     recipe's. ``source`` is a model directory or "pretrained" (the vocoder bundled with audiodiff)."""
-    from audiodiff import melgen, vocoder
+    from audiodiff import vocoder
 
     path = vocoder.DEFAULT_MODEL if source == "pretrained" else Path(source)
-    fmt, noun = (vocoder.FORMAT, "model") if recipe.model.arch == "diffwave" else (melgen.FORMAT, "mel generator")
+    fmt, noun = family_of(recipe.model).artefact_format()
     _, other, weights = artifacts.load(path, fmt, noun, "train.init must name")
     for section in ("model", "mel"):
         if getattr(other, section) != getattr(recipe, section):
@@ -134,22 +105,16 @@ def write_config(recipe: Recipe, path: Path) -> None:
 
 
 def train_step(denoiser, mel_fn, batch, gen, device, amp_dtype, recipe: Recipe):
-    audio = batch["audio"].to(device, non_blocking=True).unsqueeze(1)  # [B, 1, N * hop]
-    segment = batch["segment"].to(device, non_blocking=True)
-    with torch.no_grad():
-        mel = mel_fn(segment, pad=False)  # [B, n_mels, N]
-    sigma = denoiser.sample_training_sigma(audio.shape[0], generator=gen)
-    x0, cond = diffusion_inputs(recipe, audio, mel, mel_fn)  # waveform, or log-mel image for unet2d
-    noise = torch.randn(x0.shape, generator=gen, device=device)
-    if recipe.model.num_classes:  # drawn after the noise: the waveform path's random stream is unchanged
-        cond["class_labels"] = drop_labels(batch["label"].to(device), recipe.train.label_dropout, gen)
+    """The training loss of one batch (a scalar): the denoiser's loss, plus ``train.mel_loss`` times the weighted
+    log-mel loss of its estimate when that is on."""
+    x = batch_inputs(recipe, batch, mel_fn, denoiser, gen, device, label_dropout=recipe.train.label_dropout)
     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
         if not recipe.train.mel_loss:
-            return denoiser.loss(x0, sigma, noise, **cond).mean()
-        loss, x0_hat = denoiser.loss(x0, sigma, noise, with_x0=True, **cond)
+            return denoiser.loss(x.x0, x.sigma, x.noise, **x.cond).mean()
+        loss, x0_hat = denoiser.loss(x.x0, x.sigma, x.noise, with_x0=True, **x.cond)
         # Weighted by 1 / (1 + (sigma / mel_loss_sigma)^2), with 1.0 the signal's share alpha^2 of x_t: at high noise
         # no estimate can match the mel, and the error of x0_hat grows with sigma (x0_hat = x - sigma eps_hat).
-        aux = mel_loss(mel_fn, x0_hat, mel) / (1 + (sigma.float() / recipe.train.mel_loss_sigma).square())
+        aux = mel_loss(mel_fn, x0_hat, x.mel) / (1 + (x.sigma.float() / recipe.train.mel_loss_sigma).square())
         return loss.mean() + recipe.train.mel_loss * aux.mean()
 
 
@@ -177,7 +142,7 @@ def check_before_writing(recipe: Recipe, world: int) -> None:
     """What the recipe's declared ranges (``config.py``) cannot see, checked before the run directory is touched:
     crops that fit a U-Net tile, a batch that splits across the processes, a backbone that builds (on the meta
     device: no memory), and noise levels for the default sampler, which validation and the exported model use."""
-    check_image_crops(recipe)
+    family_of(recipe.model).check(recipe)
     StepBatchSampler(recipe.train.batch_size, world=world)
     check_buildable(recipe.model, recipe.mel)
     d = recipe.diffusion
@@ -201,158 +166,191 @@ def train(recipe: Recipe, run_dir: str | Path, *, device: str | None = None, pro
 
 
 def _train(recipe: Recipe, run_dir: Path, dist: distributed.Dist, data_path: str, progress: bool) -> Path:
-    """The run itself, ``run_dir`` locked: build, resume, then the loop."""
+    """The run itself, ``run_dir`` locked: build, resume, then the loop (step, log, validate, save)."""
     tc = recipe.train
-    check_resume_compatible(run_dir, recipe)
-    state, path = ckpt.load_latest(run_dir, map_location=dist.device)  # refused changes stop here, unwritten
-    changes = resume_changes(state["recipe"], recipe, path) if state is not None else []
+    saved, path = ckpt.load_latest(run_dir, map_location=dist.device)
+    changes = check_resume(run_dir, recipe, saved and saved["recipe"], path)  # refused changes stop here, unwritten
     if dist.main:
         write_config(recipe, run_dir / "config.yaml")  # resolved config, before step 0 and before the data is read
 
     # Build.
-    train_files, valid_files = split_files(data_path, recipe.data.valid_path, recipe.data.valid_files)
-    labels, classes = class_labels(train_files + valid_files, recipe.data.labels, recipe.model.num_classes)
-    train_labels = labels[: len(train_files)] if labels else None
-    valid_labels = labels[len(train_files):] if labels else None
-    if classes and dist.main:
-        atomic.write_text(run_dir / "classes.txt", "\n".join(classes) + "\n", "class list")
-    dataset = AudioCrops(train_files, recipe.mel, recipe.data.crop_frames, seed=tc.seed, labels=train_labels,
-                         progress=progress, pad_short=recipe.data.pad_short,
-                         speed_perturb=recipe.data.speed_perturb)
-    valid_set = AudioCrops(valid_files, recipe.mel, recipe.data.crop_frames, seed=tc.seed + 1,
-                           labels=valid_labels, pad_short=recipe.data.pad_short) \
-        if valid_files else None
+    dataset, valid_set = build_data(recipe, data_path, run_dir, dist, progress)
     with torch.random.fork_rng(devices=[]):  # initial weights from train.seed, the caller's RNG untouched
         torch.manual_seed(tc.seed)
         net = build_backbone(recipe.model, recipe.mel)
-    if tc.init and state is None:  # a resumed run continues from its checkpoint
+    if tc.init and saved is None:  # a resumed run continues from its checkpoint
         load_initial_weights(net, tc.init, recipe)
-    net = net.to(dist.device)
-    ema = EMA(net, tc.ema_decay)
-    fused = dist.device.type == "cuda"
-    opt = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, fused=fused)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, tc))
+    model = Trainable.build(net, tc, dist.device)
     amp_dtype = precision_dtype(tc.precision, dist.device)
     scaler = torch.amp.GradScaler(dist.device.type, enabled=amp_dtype == torch.float16)
     mel_fn = MelSpectrogram(recipe.mel).to(dist.device)
 
     # Resume.
-    step, elapsed, last_ckpt = 0, 0.0, None
-    if state is not None:
-        net.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        if state["scaler"]:  # empty when saved without fp16: a run switched to fp16 starts a fresh scaler
-            scaler.load_state_dict(state["scaler"])
-        apply_changes(changes, opt, sched, tc)
-        step, elapsed, last_ckpt = int(state["step"]), float(state["elapsed"]), path
+    st = TrainState()
+    if saved is not None:
+        model.load_state_dict(saved)
+        load_scaler(scaler, saved)
+        apply_changes(changes, model.opt, model.sched, tc)
+        st = TrainState.resumed(saved, path)
         if dist.main:
-            log.info("resumed from %s at step %d", path, step)
+            log.info("resumed from %s at step %d", path, st.step)
             for key, old, new in changes:
                 log.info("resume: %s %s -> %s", key, old, new)
+    denoiser = build_denoiser(for_training(model.net, tc, dist), recipe.diffusion)
+
+    # Loop.
+    loader = make_loader(dataset, tc.batch_size, st.step, dist, recipe.data.num_workers,
+                         steps=max(0, tc.max_steps - st.step))
+    with contextlib.ExitStack() as stack:
+        stack.callback(distributed.teardown)
+        logger = stack.enter_context(Logger(run_dir, recipe, dist, progress, st.step))
+        logger.start(dataset, valid_set, model.net)
+        stack.enter_context(stop_signals(st))
+        t0 = time.perf_counter() - st.elapsed
+        model.net.train()
+        for batch in loader:
+            gen = step_generator(tc.seed, st.step, dist.rank, dist.device)
+            loss = train_step(denoiser, mel_fn, batch, gen, dist.device, amp_dtype, recipe)
+            fault, grad_norm = backward(loss, model.net, model.opt, scaler, tc.grad_clip, dist.world)
+            if fault is None:
+                st.bad_steps = 0
+                model.update(scaler)
+                logger.add(loss, grad_norm)
+            else:
+                skip_step(st, fault, loss if fault == "loss" else grad_norm, model.opt, tc)
+            st.step += 1
+            st.elapsed = time.perf_counter() - t0
+            if fault is None:  # a skipped step is not logged, validated or saved: nothing changed
+                logger.step(st, model.sched)
+                if st.step % tc.valid_every == 0 and dist.main and valid_set is not None:
+                    validate(model.ema.model, recipe, valid_set, mel_fn, logger.writer, st.step, dist.device)
+                if st.step % tc.checkpoint_every == 0:
+                    save(st, model, scaler, recipe, run_dir, dist)
+            if st.stop_signal is not None or (tc.max_minutes > 0 and st.elapsed > tc.max_minutes * 60):
+                break
+        if st.step != st.saved_step:
+            save(st, model, scaler, recipe, run_dir, dist)
+        if st.stop_signal is not None:
+            raise Interrupted(f"stopped by signal {st.stop_signal} at step {st.step}; checkpoint {st.checkpoint}; "
+                              f"run the same command to resume")
+    return st.checkpoint
+
+
+def build_data(recipe: Recipe, data_path: str, run_dir: Path, dist, progress: bool):
+    """``(training crops, validation crops or None)``, with the class list written to ``run_dir/classes.txt``."""
+    d, seed = recipe.data, recipe.train.seed
+    train_files, valid_files = split_files(data_path, d.valid_path, d.valid_files)
+    labels, classes = class_labels(train_files + valid_files, d.labels, recipe.model.num_classes)
+    train_labels = labels[: len(train_files)] if labels else None
+    valid_labels = labels[len(train_files):] if labels else None
+    if classes and dist.main:
+        atomic.write_text(run_dir / "classes.txt", "\n".join(classes) + "\n", "class list")
+    dataset = AudioCrops(train_files, recipe.mel, d.crop_frames, seed=seed, labels=train_labels, progress=progress,
+                         pad_short=d.pad_short, speed_perturb=d.speed_perturb)
+    valid_set = AudioCrops(valid_files, recipe.mel, d.crop_frames, seed=seed + 1, labels=valid_labels,
+                           pad_short=d.pad_short) if valid_files else None
+    return dataset, valid_set
+
+
+def for_training(net: torch.nn.Module, tc, dist) -> torch.nn.Module:
+    """``net`` as the training step calls it: compiled (GPU only) and wrapped for DDP across processes."""
     # compile only on a GPU: the channels-last layers are 2.2x faster compiled there (docs/performance.md); on the
     # CPU the compile time outweighs the gain for the short runs people make there.
     model = torch.compile(net) if tc.compile and dist.device.type == "cuda" else net
     if dist.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dist.device.index]
                                                           if dist.device.type == "cuda" else None)
-    denoiser = build_denoiser(model, recipe.diffusion)
+    return model
 
-    writer = None
+
+def skip_step(st: TrainState, fault: str, value, opt, tc) -> None:
+    """Record a step whose update is skipped (non-finite ``fault``: "loss" or "gradient"); raise once
+    ``train.max_bad_steps`` come in a row."""
+    st.bad_steps += 1
+    opt.zero_grad(set_to_none=True)
+    log.warning("step %d: non-finite %s (%s); step skipped", st.step, fault, value.item())
+    if st.bad_steps >= tc.max_bad_steps:
+        where = f"the last good checkpoint is {st.checkpoint}" if st.checkpoint else "no checkpoint was saved"
+        raise AudiodiffError(f"training diverged: {st.bad_steps} non-finite steps in a row at step {st.step}; "
+                             f"{where}; lower train.lr or check the data")
+
+
+def save(st: TrainState, model: Trainable, scaler, recipe: Recipe, run_dir: Path, dist) -> None:
+    """Write the checkpoint of ``st.step`` (the main process only; every process records the step as saved)."""
     if dist.main:
+        st.checkpoint = ckpt.save_checkpoint(checkpoint_state(st, model, scaler, recipe), run_dir, st.step,
+                                             recipe.train.keep_checkpoints)
+    st.saved_step = st.step
+
+
+@contextlib.contextmanager
+def stop_signals(st: TrainState):
+    """SIGINT and SIGTERM set ``st.stop_signal`` (the loop then stops after its step, with a checkpoint)."""
+    old = {s: signal.signal(s, lambda n, _: setattr(st, "stop_signal", n)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+class Logger:
+    """TensorBoard scalars every ``train.log_every`` steps (mean loss of the steps since the last), the progress
+    bar or a log line, after each applied step; the main process only. ``writer`` is what validation logs to."""
+
+    def __init__(self, run_dir: Path, recipe: Recipe, dist, progress: bool, step: int):
+        self.tc, self.dist, self.writer, self.bar = recipe.train, dist, None, None
+        self.window, self.grad_norm, self.t_log = [], None, time.perf_counter()
+        if not dist.main:
+            return
         from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(str(run_dir / "logs"))
+
+        self.writer = SummaryWriter(str(run_dir / "logs"))
+        if progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.tc.max_steps, initial=step, unit="step", dynamic_ncols=True, desc="train")
+
+    def __enter__(self) -> "Logger":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+    def start(self, dataset, valid_set, net) -> None:
+        if not self.dist.main:
+            return
+        tc = self.tc
         log.info("training on %d files (%.1f min), validating on %d; %d parameters; device %s",
                  len(dataset.audio), dataset.seconds / 60, len(valid_set.audio) if valid_set else 0,
-                 sum(p.numel() for p in net.parameters()), dist.device)
+                 sum(p.numel() for p in net.parameters()), self.dist.device)
         if tc.lr_decay == "cosine":  # the curve is fixed by max_steps, which a time-limited run may never reach
             log.info("learning rate %g, warm-up %d steps, then a half cosine to 0 at step %d (train.max_steps)",
                      tc.lr, tc.warmup_steps, tc.max_steps)
 
-    def state_dict() -> dict:
-        return {"step": step, "elapsed": elapsed, "model": net.state_dict(), "ema": ema.state_dict(),
-                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
-                "recipe": recipe.to_dict()}
+    def add(self, loss, grad_norm) -> None:
+        """A good step's loss and gradient norm (kept on the device until they are logged)."""
+        self.window.append(loss.detach())
+        self.grad_norm = grad_norm
 
-    def save() -> Path:
-        nonlocal last_ckpt
-        if dist.main:
-            last_ckpt = ckpt.save_checkpoint(state_dict(), run_dir, step, tc.keep_checkpoints)
-        return last_ckpt
-
-    stop = {"signal": None}
-    old_handlers = {s: signal.signal(s, lambda n, _: stop.update(signal=n)) for s in (signal.SIGINT, signal.SIGTERM)}
-
-    # Loop.
-    remaining = max(0, tc.max_steps - step)
-    loader = make_loader(dataset, tc.batch_size, step, dist, recipe.data.num_workers, steps=remaining)
-    bar = None
-    if dist.main and progress:
-        from tqdm import tqdm
-        bar = tqdm(total=tc.max_steps, initial=step, unit="step", dynamic_ncols=True, desc="train")
-    bad_steps, t0, window = 0, time.perf_counter() - elapsed, []
-    t_log = time.perf_counter()
-    net.train()
-    try:
-        for batch in loader:
-            gen = step_generator(tc.seed, step, dist.rank, dist.device)
-            loss = train_step(denoiser, mel_fn, batch, gen, dist.device, amp_dtype, recipe)
-            fault, grad_norm = backward(loss, net, opt, scaler, tc.grad_clip, dist.world)
-            if fault is not None:
-                bad_steps += 1
-                opt.zero_grad(set_to_none=True)
-                log.warning("step %d: non-finite %s (%s); step skipped", step, fault,
-                            (loss if fault == "loss" else grad_norm).item())
-                if bad_steps >= tc.max_bad_steps:
-                    where = f"the last good checkpoint is {last_ckpt}" if last_ckpt else "no checkpoint was saved"
-                    raise AudiodiffError(f"training diverged: {bad_steps} non-finite steps in a row at step "
-                                         f"{step}; {where}; lower train.lr or check the data")
-                step += 1
-                if stop["signal"] is not None:
-                    break
-                continue
-            bad_steps = 0
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            ema.update(net)
-            step += 1
-            elapsed = time.perf_counter() - t0
-            window.append(loss.detach())
-            if step % tc.log_every == 0 and dist.main:
-                mean_loss = torch.stack(window).mean().item()
-                window.clear()
-                writer.add_scalar("train/loss", mean_loss, step)
-                writer.add_scalar("train/grad_norm", grad_norm.item(), step)
-                writer.add_scalar("train/lr", sched.get_last_lr()[0], step)
-                writer.add_scalar("train/minutes", elapsed / 60, step)
-                if bar is not None:
-                    bar.set_postfix(loss=f"{mean_loss:.4f}")
-                else:
-                    log.info("step %d  loss %.4f  %.2f steps/s  %.1f min", step, mean_loss,
-                             tc.log_every / max(1e-9, time.perf_counter() - t_log), elapsed / 60)
-                t_log = time.perf_counter()
-            if bar is not None:
-                bar.update(1)
-            if step % tc.valid_every == 0 and dist.main and valid_set is not None:
-                validate(ema.model, recipe, valid_set, mel_fn, writer, step, dist.device)
-            if step % tc.checkpoint_every == 0:
-                save()
-            out_of_time = tc.max_minutes > 0 and elapsed > tc.max_minutes * 60
-            if stop["signal"] is not None or out_of_time:
-                break
-        if step != (int(last_ckpt.stem.split("-")[1]) if last_ckpt else -1):
-            save()
-        if stop["signal"] is not None:
-            raise Interrupted(f"stopped by signal {stop['signal']} at step {step}; checkpoint {last_ckpt}; "
-                              f"run the same command to resume")
-    finally:
-        for s, h in old_handlers.items():
-            signal.signal(s, h)
-        if bar is not None:
-            bar.close()
-        if writer is not None:
-            writer.close()
-        distributed.teardown()
-    return last_ckpt
+    def step(self, st: TrainState, sched) -> None:
+        if not self.dist.main:
+            return
+        if st.step % self.tc.log_every == 0:
+            mean_loss = torch.stack(self.window).mean().item()
+            self.window.clear()
+            self.writer.add_scalar("train/loss", mean_loss, st.step)
+            self.writer.add_scalar("train/grad_norm", self.grad_norm.item(), st.step)
+            self.writer.add_scalar("train/lr", sched.get_last_lr()[0], st.step)
+            self.writer.add_scalar("train/minutes", st.elapsed / 60, st.step)
+            if self.bar is not None:
+                self.bar.set_postfix(loss=f"{mean_loss:.4f}")
+            else:
+                log.info("step %d  loss %.4f  %.2f steps/s  %.1f min", st.step, mean_loss,
+                         self.tc.log_every / max(1e-9, time.perf_counter() - self.t_log), st.elapsed / 60)
+            self.t_log = time.perf_counter()
+        if self.bar is not None:
+            self.bar.update(1)

@@ -1,17 +1,28 @@
-"""Resuming with changed settings. Each ``train`` and ``data`` setting is either applied to the resumed run or
-refused before anything is written, so that ``config.yaml`` and every later checkpoint record only values in use.
+"""Resuming a run directory with a recipe: what may change, checked in one place (``check_resume``).
 
-The comparison is with the recipe stored in the checkpoint being resumed (the settings its state was made with).
-An applied change is logged, ``resume: train.lr 0.0002 -> 0.5``; a refused one is one error line naming the key,
-its value in the run and the fix. The mel, model and diffusion sections never change within a run.
+A run directory holds its recipe in two places, on purpose. Every checkpoint carries the recipe its state was made
+with: it is written atomically with the weights, so it is the source of truth, and a resumed run is compared with
+the newest checkpoint's. ``config.yaml`` is the resolved recipe written before step 0 (EDM's
+``training_options.json``), for people and tools to read; it is rewritten at every (re)start and never read back
+while a checkpoint exists. It is the only record of a run stopped before its first checkpoint, and then the recipe is
+compared with it, so that such a run is not silently taken over by other model settings either.
+
+The mel, model and diffusion sections never change within a run. Each ``train`` and ``data`` setting is either
+applied to the resumed run or refused before anything is written, so that ``config.yaml`` and every later checkpoint
+record only values in use. An applied change is logged, ``resume: train.lr 0.0002 -> 0.5``; a refused one is one
+error line naming the key, its value in the run and the fix.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from audiodiff.config import Recipe, TrainConfig
+import yaml
+
+from audiodiff.config import Recipe, TrainConfig, recipe_from_dict
 from audiodiff.errors import AudiodiffError
+
+FIXED = ("mel", "model", "diffusion")  # the sections a run never changes
 
 # Refused on resume, and why. Every other train.* and data.* key is applied (APPLIED says how).
 REFUSED = {
@@ -64,15 +75,16 @@ def first_difference(saved: dict, recipe: Recipe, section: str) -> str | None:
     return None
 
 
-def resume_changes(saved: dict, recipe: Recipe, checkpoint: Path) -> list[tuple[str, object, object]]:
-    """``(key, old, new)`` for each train/data setting of ``recipe`` that differs from ``saved`` (the recipe in
-    ``checkpoint``); raises ``AudiodiffError`` for a mel/model/diffusion change or a key in ``REFUSED``."""
-    run_dir = checkpoint.parent.parent
-    for section in ("mel", "model", "diffusion"):
-        diff = first_difference(saved, recipe, section)
-        if diff:
-            raise AudiodiffError(f"{run_dir} holds a run with different {section} settings ({diff}, checkpoint "
-                                 f"{checkpoint.name}); use a new --run-dir or the same recipe")
+def check_resume(run_dir: Path, recipe: Recipe, saved: dict | None, checkpoint: Path | None) -> list:
+    """``(key, old, new)`` for each train/data setting of ``recipe`` that differs from ``saved``, the recipe in
+    ``checkpoint`` (None: the run has no checkpoint); raises ``AudiodiffError`` for a mel/model/diffusion change (from
+    the checkpoint, else from ``run_dir/config.yaml``) or a change of a key in ``REFUSED``."""
+    if saved is None:
+        config = read_run_config(run_dir)
+        if config is not None:
+            _refuse_fixed_changes(run_dir, config, recipe, "config.yaml")
+        return []
+    _refuse_fixed_changes(run_dir, saved, recipe, f"checkpoint {checkpoint.name}")
     new, changes = recipe.to_dict(), []
     for section in ("train", "data"):
         for key, value in new[section].items():
@@ -85,6 +97,30 @@ def resume_changes(saved: dict, recipe: Recipe, checkpoint: Path) -> list[tuple[
                                      f"pass another --run-dir to start a new run")
             changes.append((name, old, value))
     return changes
+
+
+def read_run_config(run_dir: Path) -> dict | None:
+    """The recipe mapping of ``run_dir/config.yaml`` (validated as a recipe), or None when there is none."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        return None
+    try:
+        raw = yaml.safe_load(path.read_text())
+        if not isinstance(raw, dict):
+            raise AudiodiffError("empty" if raw is None else f"expected a mapping, got {type(raw).__name__}")
+        recipe_from_dict(raw)
+    except (yaml.YAMLError, AudiodiffError) as err:
+        raise AudiodiffError(f"{path} is not a readable recipe ({str(err).splitlines()[0]}); restore it, "
+                             f"or delete it to resume with this recipe's settings") from None
+    return raw
+
+
+def _refuse_fixed_changes(run_dir: Path, saved: dict, recipe: Recipe, where: str) -> None:
+    for section in FIXED:
+        diff = first_difference(saved, recipe, section)
+        if diff:
+            raise AudiodiffError(f"{run_dir} holds a run with different {section} settings ({diff}, {where}); "
+                                 f"use a new --run-dir or the same recipe")
 
 
 def apply_changes(changes, opt, sched, train: TrainConfig) -> None:

@@ -1,10 +1,10 @@
-"""What the denoiser learns from a batch: the clean sample ``x0`` and its conditioning, per architecture.
+"""What the denoiser learns from a batch: the noisy-sample inputs ``(x0, sigma, noise, cond)`` of one batch of crops.
 
-``diffwave``: ``x0`` is the waveform crop ``[B, 1, N * hop]``, conditioned on its mel unless unconditional.
-``unet2d``: ``x0`` is the crop's log-mel as an image (``audio/spectro_image.py``) ``[B, 1, n_mels, N]``, with no mel
-conditioning. Class labels (with label dropout in training) are added by the caller for both.
-A waveform model with a shaped prior (``diffusion.prior``) also gets the prior's ``std`` (``audio/prior.py``).
-Training and validation both call this, so the two never disagree.
+``batch_inputs`` is the one path from a loader batch to the denoiser's arguments, for training and validation alike,
+so the two never disagree. What ``x0`` and its conditioning are depends on the model's family (``families.py``):
+the waveform crop ``[B, 1, N * hop]`` with its mel (and a shaped prior's ``std``) for ``diffwave``, the crop's
+log-mel image ``[B, 1, n_mels, N]`` for ``unet2d``. Class labels, with label dropout in training, are the same for
+both.
 
 ``mel_loss``: the auxiliary objective of FreGrad (Nguyen et al. 2024), WaveFit (Koizumi et al. 2022) and WaveFM
 (2025): the L1 distance between the log-mel of the denoised estimate and the crop's own mel.
@@ -12,32 +12,44 @@ Training and validation both call this, so the two never disagree.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
-from audiodiff.audio.prior import prior_std
-from audiodiff.audio.spectro_image import MelImage
 from audiodiff.config import Recipe
-from audiodiff.errors import AudiodiffError
+from audiodiff.diffusion.guidance import drop_labels
+from audiodiff.families import family_of
 
 
-def check_image_crops(recipe: Recipe) -> None:
-    """A U-Net is trained on tiles of ``model.image_frames`` frames: the crops must have that width."""
-    if recipe.model.arch == "unet2d" and recipe.data.crop_frames != recipe.model.image_frames:
-        raise AudiodiffError(f"data.crop_frames ({recipe.data.crop_frames}) must equal model.image_frames "
-                             f"({recipe.model.image_frames}) for arch unet2d; set data.crop_frames: "
-                             f"{recipe.model.image_frames}")
+class Inputs(NamedTuple):
+    x0: torch.Tensor  # the clean sample, [B, 1, T] or [B, 1, n_mels, N]
+    sigma: torch.Tensor  # [B] noise levels
+    noise: torch.Tensor  # like x0
+    cond: dict  # the backbone's conditioning keywords (mel, std, class_labels)
+    mel: torch.Tensor  # [B, n_mels, N], the crop's mel
 
 
 def diffusion_inputs(recipe: Recipe, audio: torch.Tensor, mel: torch.Tensor, mel_fn) -> tuple[torch.Tensor, dict]:
-    """``audio [B, 1, T]``, ``mel [B, n_mels, N]`` -> ``(x0, cond)``; the caller adds ``class_labels``."""
-    if recipe.model.arch == "unet2d":
-        image = MelImage.for_mel(recipe.mel, recipe.model.image_frames).to_image(mel)
-        return image.unsqueeze(1), {}  # [B, 1, n_mels, N]
-    if not recipe.model.conditional:
-        return audio, {}
-    std = prior_std(mel_fn, mel, recipe.diffusion.prior, recipe.diffusion.prior_floor,
-                    recipe.diffusion.prior_level)
-    return audio, ({"mel": mel} if std is None else {"mel": mel, "std": std})
+    """``audio [B, 1, T]``, ``mel [B, n_mels, N]`` -> ``(x0, cond)`` of the model's family; no class labels."""
+    return family_of(recipe.model).inputs(recipe, audio, mel, mel_fn)
+
+
+def batch_inputs(recipe: Recipe, batch: dict, mel_fn, denoiser, gen: torch.Generator, device,
+                 label_dropout: float | None = None) -> Inputs:
+    """A loader batch (``audio [B, N * hop]``, ``segment`` (the crop with its mel context), ``label [B]``) -> the
+    denoiser's inputs. The draws from ``gen`` come in a fixed order: noise levels, noise, then (with
+    ``label_dropout``) the labels dropped to the null class; without it the labels are used as they are."""
+    audio = batch["audio"].to(device, non_blocking=True).unsqueeze(1)  # [B, 1, N * hop]
+    segment = batch["segment"].to(device, non_blocking=True)
+    with torch.no_grad():
+        mel = mel_fn(segment, pad=False)  # [B, n_mels, N]
+    sigma = denoiser.sample_training_sigma(audio.shape[0], generator=gen)
+    x0, cond = diffusion_inputs(recipe, audio, mel, mel_fn)
+    noise = torch.randn(x0.shape, generator=gen, device=device)
+    if recipe.model.num_classes:  # drawn after the noise: the waveform path's random stream is unchanged
+        labels = batch["label"].to(device)
+        cond["class_labels"] = labels if label_dropout is None else drop_labels(labels, label_dropout, gen)
+    return Inputs(x0, sigma, noise, cond, mel)
 
 
 def mel_loss(mel_fn, x0_hat: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
