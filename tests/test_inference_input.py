@@ -332,7 +332,7 @@ def test_unknown_keywords_are_refused_with_a_suggestion(tiny_model_dir, voc):
     with pytest.raises(AudiodiffError) as err:
         voc(torch.full((80, 4), -5.0), seeed=1)
     assert str(err.value) == ("Vocoder(mel, ...): unknown option 'seeed' (did you mean 'seed'?); valid options: "
-                              "steps, sampler, generator, seed, betas")
+                              "steps, sampler, generator, seed, betas, refine")
 
 
 HOOK = '''
