@@ -84,9 +84,8 @@ class _SamplerChoice(click.Choice):
 def _sampling_options(command):
     """``--steps`` and ``--sampler`` of synth, eval and generate: this run's, over the model's own."""
     command = click.option("--sampler", type=_SamplerChoice(),
-                           help="Sampler [default: the model's, usually fast for a vocoder].")(command)
-    return click.option("--steps", type=click.IntRange(min=1),
-                        help="Sampling steps [default: the model's, usually 6 for a vocoder].")(command)
+                           help="Sampler (docs/samplers.md) [default: the model's].")(command)
+    return click.option("--steps", type=click.IntRange(min=1), help="Sampling steps [default: the model's].")(command)
 
 
 def _precision_option(command):
