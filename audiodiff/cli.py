@@ -13,6 +13,7 @@ import click
 
 from audiodiff import atomic
 from audiodiff.errors import AudiodiffError
+from audiodiff.inference import options as synthesis  # no torch: choices and defaults of the inference options
 
 log = logging.getLogger("audiodiff")
 SEED = click.IntRange(0, 2**63 - 1)
@@ -62,22 +63,57 @@ def _is_text(head: bytes) -> bool:
     return "\ufffd" not in text and all(c.isprintable() or c in "\t\r\n\f" for c in text)
 
 
+class _SamplerChoice(click.Choice):
+    """``click.Choice`` of ``diffusion.SAMPLERS``, read when first needed (parsing, help) rather than at import:
+    the samplers' module imports torch, which would add seconds to every command's start."""
+
+    def __init__(self):
+        super().__init__(())
+
+    @property
+    def choices(self):
+        from audiodiff.diffusion import SAMPLERS
+
+        return tuple(sorted(SAMPLERS))
+
+    @choices.setter
+    def choices(self, value):  # click.Choice.__init__ assigns the (empty) tuple given above
+        pass
+
+
+def _sampling_options(command):
+    """``--steps`` and ``--sampler`` of synth, eval and generate: this run's, over the model's own."""
+    command = click.option("--sampler", type=_SamplerChoice(),
+                           help="Sampler (docs/samplers.md) [default: the model's].")(command)
+    return click.option("--steps", type=click.IntRange(min=1), help="Sampling steps [default: the model's].")(command)
+
+
+def _precision_option(command):
+    """``--precision`` of synth and eval (``SynthesisOptions.precision``)."""
+    return click.option("--precision", type=click.Choice(synthesis.PRECISIONS), default="auto", show_default=True,
+                        help="auto: bf16 on a GPU, fp32 on the CPU. fp32 on a GPU is the slow reference path.")(command)
+
+
 def _max_batch_option(command):
     """``--max-batch``: how many chunks of a long mel synth and eval run at once (``Vocoder.max_batch``)."""
+    mb = synthesis.MAX_BATCH
     return click.option(
         "--max-batch", type=click.IntRange(min=1),
-        help="Mel chunks (1024 frames, 12 s) synthesised at once; peak memory grows with it, about 0.8 GiB a chunk "
-             "for the bundled model on the CPU [default: 16 on a GPU, 2 on the CPU].")(command)
+        help=f"Mel chunks ({synthesis.CHUNK_FRAMES} frames) synthesised at once; peak memory grows with it, about "
+             f"0.8 GiB a chunk for the bundled model on the CPU [default: {mb['cuda']} on a GPU, {mb['cpu']} on "
+             f"the CPU].")(command)
 
 
 def _refine_options(command):
     """``--refine`` and ``--refine-momentum``: the mel-consistency refinement of synth and eval."""
     command = click.option(
         "--refine-momentum", type=click.FloatRange(0, 1, max_open=True),
-        help="Momentum of the refinement iterations, as in fast Griffin-Lim (0: plain) [default: 0.9].")(command)
+        help=f"Momentum of the refinement iterations, as in fast Griffin-Lim (0: plain) [default: the model's, "
+             f"else {synthesis.REFINE_MOMENTUM}].")(command)
     return click.option(
         "--refine", type=click.IntRange(min=0),
-        help="Mel-consistency iterations after sampling (0: the raw diffusion output) [default: 32].")(command)
+        help=f"Mel-consistency iterations after sampling (0: the raw diffusion output) [default: the model's, else "
+             f"{synthesis.REFINE_ITERATIONS}].")(command)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -173,10 +209,8 @@ def mel(audio_in, mel_out, preset, model):
 @click.option("--model", type=click.Path(path_type=Path),
               help="Exported model directory (from `audiodiff export`) [default: the bundled speech-22k "
                    "vocoder, hifigan mel].")
-@click.option("--steps", type=click.IntRange(min=1), help="Sampling steps [default: the model's, usually 6].")
-@click.option("--sampler", help="fast, ddpm, ddim, dpmpp, pc or heun [default: the model's, usually fast].")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
-              help="auto: bf16 on a GPU, fp32 on the CPU. fp32 on a GPU is the slow reference path.")
+@_sampling_options
+@_precision_option
 @click.option("--no-graphs", is_flag=True, help="Do not replay CUDA graphs on a GPU (debugging).")
 @_refine_options
 @_max_batch_option
@@ -221,8 +255,7 @@ def _system_name(model: str, taken) -> str:
 @cli.command("eval")
 @click.argument("models", nargs=-1, required=True, metavar="MODEL... DATA_DIR")
 @click.argument("data_dir", type=click.Path(path_type=Path), metavar="")
-@click.option("--steps", type=click.IntRange(min=1), help="Sampling steps [default: the model's].")
-@click.option("--sampler", help="Sampler [default: the model's].")
+@_sampling_options
 @click.option("--limit", type=click.IntRange(min=0), default=16, show_default=True,
               help="First N files in sorted order (0: all).")
 @click.option("--baseline", "baselines", type=click.Choice(["griffinlim", "refine"]), multiple=True,
@@ -233,7 +266,7 @@ def _system_name(model: str, taken) -> str:
               "than the model's [default: limit outputs to the recording's band].")
 @_refine_options
 @_max_batch_option
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True)
+@_precision_option
 @click.option("--out", type=click.Path(path_type=Path), help="Write the JSON report here (and a .csv beside it).")
 @click.option("--report", "report_dir", type=click.Path(path_type=Path),
               help="Keep the audio and write a listening page, REPORT/index.html (static, relative links).")
@@ -315,44 +348,70 @@ def tune_schedule(model, data, steps, clips, seconds, passes, device):
               "[default: unconditional].")
 @click.option("--guidance", type=float, default=1.0, show_default=True,
               help="Classifier-free guidance scale (1: none, 0: unconditional, >1: stronger).")
-@click.option("--sampler", help="Sampler [default: the model's].")
-@click.option("--steps", type=click.IntRange(min=1), help="Sampling steps [default: the model's].")
-@click.option("--frames", type=click.IntRange(min=1), help="Mel frames per sample [default: the model's tile width].")
+@_sampling_options
+@click.option("--frames", type=click.IntRange(min=1), help="Mel frames per sample (a waveform model: frames x hop "
+              "samples) [default: the U-Net's tile width; a waveform model's training crop].")
 @click.option("--vocoder", "vocoder_path",
               help="An exported vocoder with the same mel settings, or griffinlim [default: the model's paired "
                    "vocoder (audiodiff export --vocoder), else griffinlim].")
 @click.option("--device", help="cpu, cuda or cuda:N.")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 def generate(model, out_dir, count, label, guidance, sampler, steps, frames, vocoder_path, device, seed):
-    """Generate mel-spectrograms with a U-Net MODEL, vocode them, and write wav + PNG files to OUT_DIR."""
+    """Generate samples with a MODEL that needs no input, and write wav + PNG files to OUT_DIR: a U-Net's mels,
+    vocoded, or an unconditional or class-conditional waveform model's audio (and its mel picture)."""
     from audiodiff.audio.io import save_audio
+    from audiodiff.audio.mel import MelSpectrogram
     from audiodiff.audio.plot import mel_png
     from audiodiff.eval.copysynth import griffin_lim
     from audiodiff.melgen import MelGenerator, paired_vocoder
     from audiodiff.vocoder import Vocoder
 
     atomic.check_writable(out_dir / "sample_000.wav", "audio file")  # creates out_dir
-    gen = MelGenerator.from_pretrained(model, device=device)
-    if vocoder_path is None:
-        vocoder_path = paired_vocoder(model) or "griffinlim"
-        if vocoder_path == "griffinlim":
-            click.echo(f"{model} has no paired vocoder: using Griffin-Lim (pair one with "
-                       f"`audiodiff export RUN OUT --vocoder VOCODER`, or pass --vocoder)")
+    gen = _load_generator(model, device)
+    makes_mels = isinstance(gen, MelGenerator)  # else a WaveGenerator, which makes the audio itself
     voc = None
-    if str(vocoder_path) != "griffinlim":
-        voc = Vocoder.from_pretrained(vocoder_path, device=device)
-        gen.check_vocoder(voc, vocoder_path)
+    if makes_mels:
+        if vocoder_path is None:
+            vocoder_path = paired_vocoder(model) or "griffinlim"
+            if vocoder_path == "griffinlim":
+                click.echo(f"{model} has no paired vocoder: using Griffin-Lim (pair one with "
+                           f"`audiodiff export RUN OUT --vocoder VOCODER`, or pass --vocoder)")
+        if str(vocoder_path) != "griffinlim":
+            voc = Vocoder.from_pretrained(vocoder_path, device=device)
+            gen.check_vocoder(voc, vocoder_path)
+    elif vocoder_path is not None:
+        raise AudiodiffError(f"{model} is a waveform model, which needs no vocoder; drop --vocoder")
     if label is not None:
         name, label = label, gen.label(label)
     labels = [label] * count if label is not None else None
-    mels = gen(labels, batch=count, frames=frames, steps=steps, sampler=sampler, guidance=guidance, seed=seed)
-    for i, mel_i in enumerate(mels):
-        wav = voc(mel_i, seed=seed + i) if voc is not None else griffin_lim(mel_i.cpu().numpy(), gen.mel_config)
+    samples = gen(labels, batch=count, frames=frames, steps=steps, sampler=sampler, guidance=guidance, seed=seed)
+    to_mel = None if makes_mels else MelSpectrogram(gen.mel_config).to(samples.device)
+    title = f"class {name}, guidance {guidance}" if label is not None else "unconditional"
+    for i, sample in enumerate(samples):
+        if makes_mels:
+            mel_i = sample
+            wav = voc(mel_i, seed=seed + i) if voc is not None else griffin_lim(mel_i.cpu().numpy(), gen.mel_config)
+        else:
+            wav, mel_i = sample.cpu().numpy(), to_mel(sample)
         stem = out_dir / f"sample_{i:03d}"
         save_audio(stem.with_suffix(".wav"), wav, gen.mel_config.sample_rate)
-        title = f"class {name}, guidance {guidance}" if label is not None else "unconditional"
         atomic.write_bytes(stem.with_suffix(".png"), mel_png(mel_i, title), "spectrogram picture")
     click.echo(f"wrote {count} wav and png files to {out_dir}")
+
+
+def _load_generator(model: Path, device):
+    """The generator that MODEL's directory holds: a ``MelGenerator`` (U-Net export) or, for a waveform model's
+    directory (the vocoder format, no mel input), a ``WaveGenerator``, whose own error names what else it is."""
+    from audiodiff.melgen import MelGenerator
+    from audiodiff.vocoder import FORMAT as WAVEFORM_FORMAT
+    from audiodiff.wavegen import WaveGenerator
+
+    try:
+        return MelGenerator.from_pretrained(model, device=device)
+    except AudiodiffError as err:
+        if f"format is {WAVEFORM_FORMAT!r}" not in str(err):
+            raise
+    return WaveGenerator.from_pretrained(model, device=device)
 
 
 @cli.group()

@@ -6,7 +6,8 @@ update and the position-indexed noise. ``SamplingGraphs`` records one whole call
 step) once per input shape and noise-level plan and replays it, so no kernel is launched from Python; the seed,
 the mel and the chunk offsets are device tensors copied into the graph's inputs. ``FastBackbone`` keeps the
 backbone's call signature, so the ``Denoiser`` and every sampler use it unchanged. See ``docs/performance.md``
-for what each part buys.
+for what each part buys. ``Runtime`` owns all of it for one inference object: which path a call takes, and the
+fast copy and graphs, rebuilt whenever the device or any synthesis option changes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections import OrderedDict
 
 import torch
 from torch import nn
+
+from audiodiff.factory import build_denoiser
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +32,7 @@ def fused_kernel_fits(net: nn.Module) -> bool:
 
     if not isinstance(net, DiffWave) or not diffwave_triton.available():
         return False
-    c = net.layers[0].dilated_conv.in_channels
+    c = net.residual_channels
     return c >= 16 and c & (c - 1) == 0
 
 
@@ -108,3 +111,46 @@ class FastBackbone(nn.Module):
             return self.net(x, t, cond=cond, **kwargs)
         extra = {"cond": self._cast_cond(cond)} if cond is not None else {}
         return self.net(x.to(self.dtype), t, **extra, **kwargs).to(torch.float32, copy=True)
+
+
+class Runtime:
+    """The network as sampling runs it: ``denoiser``, the fp32 eager reference, and the fast path built from the same
+    weights on first use. ``runner(options)`` gives ``(denoiser, graphs)``: the eager network and no graphs on the
+    CPU at fp32; otherwise a bf16 or fp32 copy of the weights (in bf16 on a GPU the fused Triton layer kernel when
+    ``options.kernel`` is set and the kernel fits) and, on a GPU with ``options.graphs`` set, the ``SamplingGraphs``
+    that replay whole sampling calls. The copy and its graphs are kept for one ``key``: the device and the whole
+    options value, so a graph captured under one setting is never replayed under another."""
+
+    def __init__(self, net: nn.Module, diffusion):
+        self.net = net.eval().requires_grad_(False)
+        self.diffusion = diffusion
+        self.denoiser = build_denoiser(self.net, diffusion)  # fp32 eager: the reference path
+        self._fast = None  # (key, denoiser, SamplingGraphs or None) of the fast path
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    @staticmethod
+    def key(device: torch.device, options) -> tuple:
+        """What the fast path's copy and graphs depend on: every field of ``options``, by its value."""
+        return device, options
+
+    def runner(self, options) -> tuple:
+        """``(denoiser, graphs or None)`` for sampling with ``options`` on the network's device."""
+        device = self.device
+        precision = options.precision_on(device.type)
+        graphs = options.graphs and device.type == "cuda"
+        if precision == "fp32" and not graphs:
+            return self.denoiser, None
+        key = self.key(device, options)
+        if self._fast is None or self._fast[0] != key:
+            kernel = options.kernel and precision == "bf16" and device.type == "cuda" and fused_kernel_fits(self.net)
+            dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+            fast = build_denoiser(FastBackbone(self.net, dtype, kernel=kernel), self.diffusion)
+            self._fast = key, fast, SamplingGraphs() if graphs else None
+        return self._fast[1], self._fast[2]
+
+    def to(self, device: torch.device) -> None:
+        self.net.to(device)
+        self._fast = None

@@ -3,43 +3,43 @@
     voc = Vocoder.from_pretrained()            # the bundled speech vocoder, or from_pretrained("my-export/")
     wav = voc(mel)                              # mel [n_mels, frames] or [B, n_mels, frames], numpy or torch
 
-An exported model is a directory with ``config.json`` (mel, model and diffusion settings, tuned schedules) and
-``model.safetensors`` (EMA weights); nothing is unpickled. Long mels are synthesised in overlapping chunks with
-linear cross-fades; the noise of every sample is a function of its position (``diffusion/noise.py``), so chunked
-and whole synthesis agree away from chunk edges and memory stays bounded by the chunk size times ``max_batch`` (the
-chunks run at once: 16 on a GPU, 2 on the CPU, where each 1024-frame chunk of the bundled model holds about 0.8 GiB;
-``docs/performance.md``). A mel whose values do not fit the model's convention (``audio/mel_range.py``) is refused
-unless ``check_mel_range=False``, and so is audio that comes out non-finite.
+An exported model is a directory with ``config.json`` (mel, model and diffusion settings, tuned schedules, the
+refinement settings) and ``model.safetensors`` (EMA weights); nothing is unpickled. The settings of synthesis are
+one validated ``SynthesisOptions`` value (``inference/options.py``); the fast path (bf16 copy, kernel, CUDA graphs)
+is the ``fastpath.Runtime`` that it keys. Long mels are synthesised in overlapping chunks with linear cross-fades
+(``inference/chunks.py``); the noise of every sample is a function of its position (``diffusion/noise.py``), so
+chunked and whole synthesis agree away from chunk edges and memory stays bounded by the chunk size times
+``max_batch`` (the chunks run at once: 16 on a GPU, 2 on the CPU, where each 1024-frame chunk of the bundled model
+holds about 0.8 GiB; ``docs/performance.md``). A mel whose values do not fit the model's convention
+(``audio/mel_range.py``) is refused unless ``check_mel_range=False``, and so is audio that comes out non-finite.
 """
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from audiodiff import artifacts
 from audiodiff.audio.mel import MelConfig, MelSpectrogram
 from audiodiff.audio.mel_range import check_mel_range, mel_range
 from audiodiff.audio.prior import prior_std
-from audiodiff.audio.refine import ITERATIONS as REFINE_ITERATIONS
-from audiodiff.audio.refine import MOMENTUM as REFINE_MOMENTUM
 from audiodiff.audio.refine import refine as refine_to_mel
 from audiodiff.config import DiffusionConfig, ModelConfig
 from audiodiff.diffusion import SAMPLERS, prior, sigmas_for
 from audiodiff.diffusion.noise import positional_noise
-from audiodiff.devices import resolve_device
-from audiodiff.errors import AudiodiffError, check_count, check_options, check_seed
-from audiodiff.factory import build_denoiser
-from audiodiff.fastpath import FastBackbone, SamplingGraphs, fused_kernel_fits
+from audiodiff.errors import AudiodiffError, check_options, check_seed
+from audiodiff.fastpath import Runtime
+from audiodiff.inference import chunks as chunking
+from audiodiff.inference.base import InferenceModel
+from audiodiff.inference.options import MAX_BATCH, NAMES, PRECISIONS, SAVED, SynthesisOptions  # noqa: F401
 
 PRETRAINED = Path(__file__).parent / "pretrained"
 DEFAULT_MODEL = PRETRAINED / "speech-22k"
 FORMAT = "audiodiff-vocoder"
-PRECISIONS = ("auto", "fp32", "bf16")
-MAX_BATCH = {"cuda": 16, "cpu": 2}  # chunks synthesised at once when max_batch is None (other devices: the CPU's)
+OPTIONS = NAMES  # the settings of Vocoder(...) and from_pretrained(...), in order
+CALL_OPTIONS = ("steps", "sampler", "generator", "seed", "betas", "refine")
 
 
 def check_mel(mel, n_mels: int) -> tuple[torch.Tensor, bool]:
@@ -77,49 +77,51 @@ def check_mel(mel, n_mels: int) -> tuple[torch.Tensor, bool]:
     return mel.float(), batched
 
 
-def _fade(n: int, device) -> torch.Tensor:
-    return (torch.arange(n, device=device, dtype=torch.float32) + 0.5) / n  # complementary with 1 - fade
+class _Setting:
+    """A ``Vocoder`` attribute that reads one field of its ``options`` and, when set, replaces the options with a
+    validated copy: every change goes through ``SynthesisOptions`` and so into the fast path's key."""
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        return self if obj is None else getattr(obj.options, self.name)
+
+    def __set__(self, obj, value):
+        obj.options = obj.options.replace(**{self.name: value})
 
 
-class Vocoder:
-    """A mel-conditioned diffusion vocoder: backbone, diffusion settings and mel convention together."""
+class Vocoder(InferenceModel):
+    """A mel-conditioned diffusion vocoder: backbone, diffusion settings, mel convention and synthesis options."""
+
+    FORMAT, NOUN, DEFAULT_PATH, OPTIONS = FORMAT, "model", DEFAULT_MODEL, OPTIONS
 
     def __init__(self, net: torch.nn.Module, mel: MelConfig, model: ModelConfig, diffusion: DiffusionConfig,
-                 tuned_schedules: dict | None = None, sampler: str | None = None, steps: int | None = None,
-                 chunk_frames: int = 1024, overlap_frames: int = 32, max_batch: int | None = None,
-                 precision: str = "auto", graphs: bool = True, refine: int | None = None, kernel: bool = True,
-                 refine_momentum: float | None = None, check_mel_range: bool = True):
-        self.net = net.eval().requires_grad_(False)
-        self.mel_config, self.model_config, self.diffusion_config = mel, model, diffusion
+                 tuned_schedules: dict | None = None, options: SynthesisOptions | None = None, **settings):
+        """``settings`` are ``SynthesisOptions`` fields (``sampler``, ``steps``, ``refine``, ``max_batch``, ...;
+        None: the default), or pass a whole ``options`` value."""
+        check_options(settings, OPTIONS, "Vocoder")
+        self._init_configs(mel, model, diffusion)
         self.tuned_schedules = dict(tuned_schedules or {})
-        self.sampler = sampler or diffusion.sampler
-        self.steps = check_count("steps", diffusion.sample_steps if steps is None else steps)
-        if self.sampler not in SAMPLERS:
-            raise AudiodiffError(f"unknown sampler {self.sampler!r}; choose one of {sorted(SAMPLERS)}")
-        self.chunk_frames, self.overlap_frames = chunk_frames, overlap_frames
-        self.max_batch = max_batch  # None: MAX_BATCH of the device the model is on
-        self.check_mel_range = check_mel_range
-        self.source = "(built in memory)"  # where from_pretrained loaded it from, for error messages
-        self.precision, self.graphs, self.kernel = precision, graphs, kernel
-        refine = REFINE_ITERATIONS if refine is None else refine  # None: the default, like sampler and steps
-        if not isinstance(refine, int) or refine < 0:
-            raise AudiodiffError(f"refine must be a whole number of iterations >= 0 (0: off), got {refine!r}")
-        self.refine = refine  # mel-consistency iterations after sampling (audio/refine.py)
-        momentum = REFINE_MOMENTUM if refine_momentum is None else refine_momentum
-        if not 0 <= momentum < 1:
-            raise AudiodiffError(f"refine_momentum must lie in [0, 1) (0: plain iterations), got {momentum!r}")
-        self.refine_momentum = momentum
-        if not 0 <= 2 * overlap_frames < chunk_frames:
-            raise AudiodiffError("need 0 <= 2 * overlap_frames < chunk_frames")
-        self.denoiser = build_denoiser(self.net, diffusion)  # fp32 eager: the reference path
-        self._fast = None  # (key, denoiser, SamplingGraphs or None) of the fast path, built on first use
+        self.options = options.replace(**{k: v for k, v in settings.items() if v is not None}) if options else \
+            SynthesisOptions.for_model(diffusion, **settings)
+        self.runtime = Runtime(net, diffusion)
         self._mel_fn = MelSpectrogram(mel).to(self.device)
         self._range = mel_range(self._mel_fn)  # the values its mels can hold
 
+    sampler, steps, refine, refine_momentum = _Setting(), _Setting(), _Setting(), _Setting()
+    precision, graphs, kernel, check_mel_range = _Setting(), _Setting(), _Setting(), _Setting()
+    chunk_frames, overlap_frames = _Setting(), _Setting()
+
     # --- properties -------------------------------------------------------------------------------------------
     @property
-    def sample_rate(self) -> int:
-        return self.mel_config.sample_rate
+    def net(self) -> torch.nn.Module:
+        return self.runtime.net
+
+    @property
+    def denoiser(self):
+        """The fp32 eager denoiser: the reference path (``runtime`` has the fast one)."""
+        return self.runtime.denoiser
 
     @property
     def hop_length(self) -> int:
@@ -132,71 +134,39 @@ class Vocoder:
     @property
     def max_batch(self) -> int:
         """Chunks synthesised at once: peak memory grows with it, not with the mel's length."""
-        return self._max_batch or MAX_BATCH.get(self.device.type, MAX_BATCH["cpu"])
+        return self.options.max_batch_on(self.device.type)
 
     @max_batch.setter
     def max_batch(self, value: int | None) -> None:
-        self._max_batch = None if value is None else check_count("max_batch", value)
+        self.options = self.options.replace(max_batch=value)
 
-    @property
-    def precision(self) -> str:
-        """"fp32", "bf16", or "auto" (bf16 on a GPU, fp32 on the CPU); see ``fastpath.py``."""
-        return self._precision
-
-    @precision.setter
-    def precision(self, value: str) -> None:
-        if value not in PRECISIONS:
-            raise AudiodiffError(f"precision must be one of {PRECISIONS}, got {value!r}")
-        self._precision = value
-
-    def _runner(self) -> tuple:
-        """``(denoiser, graphs)`` that sampling uses: the fp32 eager network and no graphs on the CPU at fp32;
-        otherwise the fast path (a bf16 or fp32 copy of the weights, in bf16 on a GPU the fused Triton layer
-        kernel when ``kernel`` is set and Triton is installed) and, on a GPU with ``graphs`` set, the
-        ``SamplingGraphs`` that replay whole sampling calls."""
-        device = self.device
-        precision = self.precision if self.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
-        graphs = self.graphs and device.type == "cuda"
-        if precision == "fp32" and not graphs:
-            return self.denoiser, None
-        kernel = self.kernel and precision == "bf16" and device.type == "cuda" and fused_kernel_fits(self.net)
-        key = (device, precision, graphs, kernel, id(self.net))
-        if self._fast is None or self._fast[0] != key:
-            dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-            fast = build_denoiser(FastBackbone(self.net, dtype, kernel=kernel), self.diffusion_config)
-            self._fast = key, fast, SamplingGraphs() if graphs else None
-        return self._fast[1], self._fast[2]
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.net.parameters()).device
-
-    def to(self, device) -> "Vocoder":
-        device = resolve_device(device)
-        self.net.to(device)
+    def _moved(self, device: torch.device) -> None:
+        self.runtime.to(device)
         self._mel_fn.to(device)
-        self._fast = None
-        return self
 
     # --- persistence ------------------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device=None, **kwargs) -> "Vocoder":
         """Load an exported model directory (default: the speech vocoder bundled with audiodiff); ``kwargs`` are
-        the constructor's settings (``steps``, ``sampler``, ``max_batch``, ``refine``, ``check_mel_range``, ...)."""
-        check_options(kwargs, OPTIONS, "Vocoder.from_pretrained")
-        device = resolve_device(device)
-        path = Path(path) if path is not None else DEFAULT_MODEL
-        hint = "the bundled model is missing from this install (reinstall audiodiff) or pass --model" \
-            if path == DEFAULT_MODEL else "pass"
-        cfg, recipe, net = artifacts.load(path, FORMAT, "model", hint)
-        voc = cls(net, recipe.mel, recipe.model, recipe.diffusion, cfg.get("tuned_schedules"), **kwargs)
-        voc.source = str(path)
-        return voc.to(device)
+        the constructor's settings (``steps``, ``sampler``, ``max_batch``, ``refine``, ``check_mel_range``, ...),
+        over those the directory was saved with."""
+        return super().from_pretrained(path, device, **kwargs)
 
-    def save_pretrained(self, path: str | Path, fp16: bool = False) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` (the weights this object holds) to ``path``."""
-        sections = {"mel": self.mel_config, "model": self.model_config, "diffusion": self.diffusion_config}
-        return artifacts.save(path, self.net, FORMAT, sections, {"tuned_schedules": self.tuned_schedules}, fp16)
+    @classmethod
+    def _from_artifact(cls, net, recipe, cfg: dict, **kwargs) -> "Vocoder":
+        saved = cfg.get("synthesis") or {}
+        if not isinstance(saved, dict) or set(saved) - set(SAVED):
+            raise AudiodiffError(f"config.json: synthesis holds {saved!r}; expected a mapping of "
+                                 f"{', '.join(SAVED)}; re-export the model")
+        settings = {**saved, **{k: v for k, v in kwargs.items() if v is not None}}
+        return cls(net, recipe.mel, recipe.model, recipe.diffusion, cfg.get("tuned_schedules"), **settings)
+
+    def _saved_diffusion(self) -> DiffusionConfig:
+        return dataclasses.replace(self.diffusion_config, sampler=self.sampler, sample_steps=self.steps)
+
+    def _saved_extra(self) -> dict:
+        synthesis = {k: getattr(self.options, k) for k in SAVED if k not in ("sampler", "steps")}
+        return {"tuned_schedules": self.tuned_schedules, "synthesis": synthesis}
 
     # --- inference --------------------------------------------------------------------------------------------
     def mel(self, audio) -> torch.Tensor:
@@ -212,9 +182,10 @@ class Vocoder:
                  generator: torch.Generator | None = None, seed: int | None = None, betas=None,
                  refine: bool = True, **unknown):
         """Waveform ``[T]`` (or ``[B, T]`` for a batched mel) at ``sample_rate``, numpy for numpy input.
-        ``refine=False``: the network's raw output, without this vocoder's mel-consistency iterations;
-        ``refine_waveform(raw, mel)`` then gives what a plain call returns, without sampling again."""
-        check_options(unknown, ("steps", "sampler", "generator", "seed", "betas", "refine"), "Vocoder(mel, ...)")
+        ``steps`` and ``sampler`` override the vocoder's for this call. ``refine=False``: the network's raw output,
+        without this vocoder's mel-consistency iterations; ``refine_waveform(raw, mel)`` then gives what a plain
+        call returns, without sampling again."""
+        check_options(unknown, CALL_OPTIONS, "Vocoder(mel, ...)")
         if not isinstance(refine, bool):
             raise AudiodiffError(f"refine must be True or False in a call, got {refine!r}; set the number of "
                                  f"iterations with Vocoder.from_pretrained(..., refine=N)")
@@ -225,18 +196,16 @@ class Vocoder:
                                  f"mel.to({str(self.device)!r}), or load the model with device={str(mel_t.device)!r}")
         if self.check_mel_range:
             check_mel_range(mel_t, self._range)
-        sampler = sampler or self.sampler
-        if sampler not in SAMPLERS:
-            raise AudiodiffError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
+        # This call's sampler and steps, validated as options are; the fast path stays keyed by the vocoder's own.
+        call = self.options.replace(**{k: v for k, v in (("sampler", sampler), ("steps", steps)) if v is not None})
         if generator is not None and not isinstance(generator, torch.Generator):
             raise AudiodiffError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         if seed is None:
             seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator).item())
         seed = check_seed(seed)
-        steps = self.steps if steps is None else check_count("steps", steps)
-        sigmas = sigmas_for(sampler, steps, self.denoiser.schedule, betas, self.tuned_schedules)
+        sigmas = sigmas_for(call.sampler, call.steps, self.denoiser.schedule, betas, self.tuned_schedules)
         mel_t = mel_t.to(self.device)
-        wav = self._synthesize(mel_t, sampler, sigmas, seed)
+        wav = self._synthesize(mel_t, call.sampler, sigmas, seed)
         if self.refine and refine:
             wav = self._refine(wav, mel_t)
         if not torch.isfinite(wav).all():
@@ -269,32 +238,24 @@ class Vocoder:
         """Mel-consistency refinement (``audio/refine.py``), replayed from a CUDA graph where sampling is: its
         iterations are many small FFT and elementwise kernels, so launching them one by one costs more than
         running them."""
+        options = self.options
+
         def run(wav, mel):
-            return refine_to_mel(wav, mel, self._mel_fn, self.refine, momentum=self.refine_momentum).clamp(-1, 1)
+            return refine_to_mel(wav, mel, self._mel_fn, options.refine, momentum=options.refine_momentum).clamp(-1, 1)
 
-        _, graphs = self._runner()  # the key holds every setting that run() bakes into a captured graph
-        key = ("refine", self.refine, self.refine_momentum)
+        _, graphs = self.runtime.runner(options)  # graphs belong to these options: run() bakes them in
+        key = ("refine", options.refine, options.refine_momentum)
         return graphs(key, run, wav, mel) if graphs is not None else run(wav, mel)
-
-    def _chunks(self, frames: int) -> list[tuple[int, int]]:
-        """Frame ranges of equal length ``chunk_frames`` overlapping by at least ``overlap_frames``; the last
-        one ends at ``frames`` (so it may overlap more than one neighbour: the output is normalised by the
-        summed cross-fade weights), and no chunk is ever padded."""
-        if frames <= self.chunk_frames:
-            return [(0, frames)]
-        stride = self.chunk_frames - self.overlap_frames
-        starts = list(range(0, frames - self.chunk_frames, stride)) + [frames - self.chunk_frames]
-        return [(s, s + self.chunk_frames) for s in starts]
 
     def _synthesize(self, mel: torch.Tensor, sampler: str, sigmas: torch.Tensor, seed: int) -> torch.Tensor:
         B, _, F = mel.shape
-        hop = self.hop_length
-        chunks = self._chunks(F)
-        runner, graphs = self._runner()
+        hop, options = self.hop_length, self.options
+        chunks = chunking.plan(F, options.chunk_frames, options.overlap_frames)
+        runner, graphs = self.runtime.runner(options)
         out = torch.zeros(B, F * hop, device=mel.device)
-        weight = torch.zeros(F * hop, device=mel.device)  # sum of cross-fade weights per sample
-        ramp = self.overlap_frames * hop
+        ramp = options.overlap_frames * hop
         seed_t = torch.tensor(seed, dtype=torch.int64, device=mel.device)
+        upsample = self.net.upsample if self.model_config.conditional else None
 
         # The shaped prior's std (audio/prior.py) of the whole mel, sliced per chunk, so chunks agree with whole
         # synthesis; the samplers run in the coordinates x / std (diffusion/denoiser.py).
@@ -305,16 +266,14 @@ class Vocoder:
             noise = positional_noise(seed_t, offsets, rows)
             x = prior((part.shape[0], 1, part.shape[-1] * hop), float(sigmas[0]), device=part.device,
                       noise_sampler=noise)
-            extra = {"cond": self.net.upsample(part)} if self.model_config.conditional else {}
+            extra = {"cond": upsample(part)} if upsample is not None else {}
             if not std_part:
                 return SAMPLERS[sampler](runner, x, sigmas, noise_sampler=noise, extra_args=extra)
             y = SAMPLERS[sampler](runner, x, sigmas, noise_sampler=noise, extra_args={**extra, "std": std_part[0]})
             return y * std_part[0]
 
         # (row, chunk index): chunks of one length, so any group stacks into one batch.
-        jobs = [(b, i) for i in range(len(chunks)) for b in range(B)]
-        for j in range(0, len(jobs), self.max_batch):
-            group = jobs[j:j + self.max_batch]
+        for group in chunking.groups(B, len(chunks), self.max_batch):
             part = torch.stack([mel[b, :, chunks[i][0]:chunks[i][1]] for b, i in group])  # [G, n_mels, frames]
             rows = torch.tensor([b for b, _ in group], device=mel.device)
             offsets = torch.tensor([chunks[i][0] * hop for _, i in group], device=mel.device)
@@ -327,23 +286,5 @@ class Vocoder:
                 y = sample(*args)
             y = y.clamp(-1, 1)[:, 0]
             for (b, i), wave in zip(group, y):
-                a, e = chunks[i]
-                w = self._window(i, len(chunks), (e - a) * hop, ramp, wave.device)
-                out[b, a * hop: e * hop] += wave * w
-        for i, (a, e) in enumerate(chunks):
-            weight[a * hop: e * hop] += self._window(i, len(chunks), (e - a) * hop, ramp, mel.device)
-        return out / weight
-
-    @staticmethod
-    def _window(i: int, n: int, length: int, ramp: int, device) -> torch.Tensor:
-        """Cross-fade weight of chunk ``i`` of ``n``: linear ramps of ``ramp`` samples at interior edges."""
-        w = torch.ones(length, device=device)
-        if ramp and i > 0:
-            w[:ramp] = _fade(ramp, device)
-        if ramp and i + 1 < n:
-            w[-ramp:] = torch.minimum(w[-ramp:], 1 - _fade(ramp, device))
-        return w
-
-
-OPTIONS = tuple(p for p in inspect.signature(Vocoder.__init__).parameters
-                if p not in ("self", "net", "mel", "model", "diffusion", "tuned_schedules"))
+                chunking.overlap_add(out, b, i, wave, chunks, hop, ramp)
+        return out / chunking.weight_sum(chunks, hop, ramp, mel.device)

@@ -1,5 +1,6 @@
 """`audiodiff generate`: a U-Net's mels become wav and PNG files, deterministically under a seed, and a vocoder
-with other mel settings is refused with a message that says what to do."""
+with other mel settings is refused with a message that says what to do; unconditional and class-conditional
+waveform models (``WaveGenerator``) write their own audio."""
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import torch
 from audiodiff.audio.mel import MelConfig
 from audiodiff.cli import main
 from audiodiff.config import DiffusionConfig, ModelConfig
+from audiodiff.errors import AudiodiffError
 from audiodiff.factory import build_backbone
 from audiodiff.melgen import MelGenerator
 from audiodiff.vocoder import Vocoder
@@ -78,3 +80,70 @@ def test_class_names_and_the_paired_vocoder_are_used(generator_dir, tmp_path, ca
     assert not np.array_equal(named, sf.read(tmp_path / "gl" / "sample_000.wav")[0])  # the paired vocoder ran
     assert run("generate", generator_dir, tmp_path / "bad", "--class", "harp", *args) == 1
     assert "unknown class 'harp'; this generator's classes: brass, organ, piano" in capsys.readouterr().err
+
+
+# --- waveform models: unconditional and class-conditional DiffWave -----------------------------------------------
+
+def _waveform_model(tmp_path, num_classes: int, classes=None):
+    """A tiny DiffWave without mel input; its zero-initialised output layer gets weights, so samples differ."""
+    from audiodiff.wavegen import WaveGenerator
+
+    torch.manual_seed(0)
+    model = ModelConfig(residual_layers=2, residual_channels=4, dilation_cycle=2, embed_dim=16, conditional=False,
+                        num_classes=num_classes)
+    net = build_backbone(model, MEL)
+    with torch.no_grad():
+        net.output_proj.weight.normal_(0, 0.5)
+    diffusion = DiffusionConfig(sampler="ddim", sample_steps=3)
+    return WaveGenerator(net, MEL, model, diffusion, classes).save_pretrained(tmp_path / f"wave{num_classes}")
+
+
+def test_an_unconditional_waveform_model_generates_audio(tmp_path, capsys):
+    model = _waveform_model(tmp_path, 0)
+    for out in ("a", "b"):
+        assert run("generate", model, tmp_path / out, "--n", 2, "--frames", 5, "--device", "cpu", "--seed", 4) == 0
+    assert "wrote 2 wav and png files" in capsys.readouterr().out
+    first, sr = sf.read(tmp_path / "a" / "sample_000.wav")
+    assert sr == 8000 and len(first) == 5 * 64 and np.abs(first).max() > 1e-3
+    assert np.array_equal(first, sf.read(tmp_path / "b" / "sample_000.wav")[0])  # same seed, same audio
+    assert not np.array_equal(first, sf.read(tmp_path / "a" / "sample_001.wav")[0])  # two samples, two noises
+    assert (tmp_path / "a" / "sample_001.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert run("generate", model, tmp_path / "c", "--class", 1, "--device", "cpu") == 1
+    assert "this generator is unconditional: pass no labels" in capsys.readouterr().err
+    assert run("generate", model, tmp_path / "d", "--vocoder", "griffinlim", "--device", "cpu") == 1
+    assert "waveform model, which needs no vocoder; drop --vocoder" in capsys.readouterr().err
+
+
+def test_a_class_conditional_waveform_model_takes_labels_and_guidance(tmp_path, capsys):
+    from audiodiff.wavegen import DEFAULT_FRAMES, WaveGenerator
+
+    model = _waveform_model(tmp_path, 3, classes=["hi", "mid", "low"])
+    gen = WaveGenerator.from_pretrained(model, device="cpu")
+    assert gen.classes == ["hi", "mid", "low"] and gen.label("low") == 2
+    plain = gen([0, 2], seed=1)
+    assert plain.shape == (2, DEFAULT_FRAMES * 64) and plain.abs().max() <= 1
+    assert torch.equal(gen([0, 2], seed=1), plain)
+    again = WaveGenerator.from_pretrained(gen.save_pretrained(tmp_path / "again"), device="cpu")
+    assert again.classes == gen.classes and torch.equal(again([0, 2], seed=1), plain)  # the round trip
+    assert not torch.equal(gen([1, 2], seed=1)[0], plain[0])  # the label reaches the network
+    assert not torch.equal(gen([0, 2], seed=1, guidance=3.0), plain)  # and guidance does
+    args = ("--n", 1, "--frames", 4, "--guidance", 2, "--device", "cpu", "--seed", 3)
+    assert run("generate", model, tmp_path / "name", "--class", "mid", *args) == 0
+    assert run("generate", model, tmp_path / "index", "--class", 1, *args) == 0
+    named = sf.read(tmp_path / "name" / "sample_000.wav")[0]
+    assert np.array_equal(named, sf.read(tmp_path / "index" / "sample_000.wav")[0])
+    expected = gen([1], frames=4, guidance=2.0, seed=3)[0].numpy()
+    assert np.abs(named - expected).max() <= 1 / 2**15  # the generator's samples, as 16-bit PCM (1.0: 32767)
+
+
+def test_a_mel_vocoder_is_not_a_generator(tmp_path, capsys):
+    from audiodiff.wavegen import WaveGenerator
+
+    model = ModelConfig(residual_layers=1, residual_channels=2, dilation_cycle=1, embed_dim=8)
+    path = Vocoder(build_backbone(model, MEL), MEL, model, DiffusionConfig()).save_pretrained(tmp_path / "voc")
+    assert run("generate", path, tmp_path / "o", "--device", "cpu") == 1
+    err = capsys.readouterr().err
+    assert err == ("error: this model is mel-conditioned (model.conditional: true): it turns mels into audio; use "
+                   "Vocoder (audiodiff synth) for it\n")
+    with pytest.raises(AudiodiffError, match="WaveGenerator needs model.arch diffwave, got 'unet2d'"):
+        WaveGenerator(None, MEL, ModelConfig(arch="unet2d"), DiffusionConfig())

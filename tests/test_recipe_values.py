@@ -65,7 +65,7 @@ CODE_CASES = {
         None, ["diffusion.sample_steps=14"],
         "diffusion.sampler fast with diffusion.sample_steps 14: fast: the short schedule for 14 steps reaches sigma "
         "1.62, above the model's sigma_max 1.6 (alpha_bar 0.276 < 0.28); use fewer steps, smaller betas, or "
-        "--sampler ddim"),
+        "the ddim sampler"),
     "unet2d width not split into attention heads": (
         UNET, ["model.channels=6"], "model: attention: 6 channels do not split into 4 heads"),
     "unet2d crops not a tile": (

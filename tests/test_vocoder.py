@@ -14,6 +14,7 @@ from audiodiff.audio.mel import MelConfig
 from audiodiff.config import DiffusionConfig, ModelConfig
 from audiodiff.errors import AudiodiffError
 from audiodiff.fastpath import SamplingGraphs
+from audiodiff.inference import chunks as chunking
 from audiodiff.vocoder import Vocoder, check_mel
 
 from conftest import rel_l2, tiny_vocoder
@@ -93,7 +94,7 @@ def test_chunked_synthesis_agrees_with_whole_synthesis(demo_mel):
     # rounding tens of times (test_refine.py checks its own blocks against the whole signal).
     whole = tiny_vocoder(chunk_frames=1024, overlap_frames=8, refine=0)
     chunked = tiny_vocoder(chunk_frames=40, overlap_frames=8, refine=0)
-    chunks = chunked._chunks(frames)
+    chunks = chunking.plan(frames, chunked.chunk_frames, chunked.overlap_frames)
     assert len(chunks) == 5 and chunks[0][0] == 0 and chunks[-1][1] == frames
     a, b = whole(mel, seed=3), chunked(mel, seed=3)
     assert a.shape == b.shape == (frames * HOP,)
@@ -234,7 +235,7 @@ def test_a_replayed_refinement_follows_changed_settings(mel, monkeypatch):
             captured[key] = fn(*inputs)
         return captured[key].clone()
 
-    monkeypatch.setattr(voc, "_runner", lambda: (voc.denoiser, replay))
+    monkeypatch.setattr(voc.runtime, "runner", lambda options: (voc.denoiser, replay))
     first = voc(mel, seed=0)
     for refine, momentum in ((5, 0.0), (3, 0.0)):
         voc.refine, voc.refine_momentum = refine, momentum
@@ -272,7 +273,7 @@ def test_bf16_fast_path_matches_the_fp32_path_to_bf16_tolerance():
 
 def test_auto_precision_is_fp32_on_the_cpu():
     voc = _random_vocoder()
-    runner, graphs = voc._runner()
+    runner, graphs = voc.runtime.runner(voc.options)
     assert voc.precision == "auto" and runner is voc.denoiser and graphs is None
 
 

@@ -37,6 +37,13 @@ SPACINGS = ("respaced", "karras", "loglinear")
 DEFAULT_SPACING = {"heun": "karras"}  # every other sampler but fast: "respaced"
 
 
+def check_sampler(sampler) -> str:
+    """``sampler`` if it names one of ``SAMPLERS``, else one line listing them: the one check of a sampler name."""
+    if sampler not in SAMPLERS:
+        raise AudiodiffError(f"unknown sampler {sampler!r}; expected one of {', '.join(sorted(SAMPLERS))}")
+    return sampler
+
+
 def fast_betas(steps: int, tuned: dict | None = None) -> list[float]:
     """The short variance schedule used by ``fast`` for ``steps`` steps."""
     if tuned and str(steps) in tuned:
@@ -61,10 +68,9 @@ def sigmas_for(sampler: str, steps: int, schedule: DiscreteSchedule, betas=None,
     ``spacing`` (``respaced``, ``karras`` or ``loglinear``) overrides the sampler's default; it does not apply to
     ``fast`` or to explicit ``betas``.
     """
-    if sampler not in SAMPLERS:
-        raise AudiodiffError(f"unknown sampler {sampler!r}; expected one of {', '.join(sorted(SAMPLERS))}")
+    check_sampler(sampler)
     if steps < 1:
-        raise AudiodiffError(f"--steps must be at least 1, got {steps}")
+        raise AudiodiffError(f"steps must be at least 1, got {steps}")
     if sampler == "fast" or betas is not None:
         if spacing is not None:
             raise AudiodiffError(f"spacing={spacing!r} does not apply to a fast (explicit beta) schedule; drop it")
@@ -78,7 +84,7 @@ def sigmas_for(sampler: str, steps: int, schedule: DiscreteSchedule, betas=None,
             raise AudiodiffError(
                 f"{sampler}: the short schedule for {len(b)} steps reaches sigma {float(sig[0]):.3g}, above the "
                 f"model's sigma_max {schedule.sigma_max:.3g} (alpha_bar {float(1 / (1 + sig[0] ** 2)):.3g} < "
-                f"{1 / (1 + schedule.sigma_max ** 2):.3g}); use fewer steps, smaller betas, or --sampler ddim")
+                f"{1 / (1 + schedule.sigma_max ** 2):.3g}); use fewer steps, smaller betas, or the ddim sampler")
         return torch.cat([sig, sig.new_zeros(1)])
     spacing = spacing or DEFAULT_SPACING.get(sampler, "respaced")
     if spacing == "respaced":

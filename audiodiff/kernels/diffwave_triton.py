@@ -135,17 +135,16 @@ class FusedDiffWave(nn.Module):
             raise ImportError("FusedDiffWave needs triton; install it (pip install triton) or use the eager net")
         if dtype not in (torch.bfloat16, torch.float16, torch.float32):
             raise ValueError(f"dtype {dtype} is not supported; use torch.bfloat16, torch.float16 or torch.float32")
-        layers = net.layers
-        C, L = layers[0].dilated_conv.in_channels, len(layers)
+        C, L = net.residual_channels, len(net.layers)
         if C < 16 or C & (C - 1):
             raise ValueError(f"residual_channels={C}: the kernel needs a power of two >= 16 (tl.dot's minimum)")
         self.net, self.dtype, self.channels = net, dtype, C
         # The skip sum is the largest stream (read and written by every layer): float16 halves it (about a quarter
         # of the kernel's traffic); a float32 kernel keeps it float32, as the exact reference for the tests.
         self.skip_dtype = torch.float32 if dtype == torch.float32 else torch.float16
-        self.n_mels = net.n_mels if layers[0].cond_proj is not None else 0
+        self.n_mels = net.n_mels  # 0: unconditional
         self.chunks = 3 + -(-self.n_mels // C)  # the taps, then the mel padded to whole chunks of C rows
-        self.dilations = [layer.dilation for layer in layers]
+        self.dilations = [layer.dilation for layer in net.layers]
         default = launch_config(C)
         self.block_t, self.num_warps, self.stages = block_t or default[0], num_warps or default[1], \
             stages or default[2]

@@ -135,7 +135,8 @@ class DiffWave(nn.Module):
                  residual_channels: int = 64, dilation_cycle: int = 10, embed_dim: int = 512,
                  num_classes: int = 0):
         super().__init__()
-        self.n_mels, self.hop_length = n_mels, hop_length
+        # What a kernel built from this network needs (kernels/diffwave_triton.py, fastpath.fused_kernel_fits)
+        self.n_mels, self.hop_length, self.residual_channels = n_mels, hop_length, residual_channels
         self.input_proj = nn.Conv1d(1, residual_channels, 1)
         self.step_embedding = StepEmbedding(embed_dim)
         self.class_embedding = ClassEmbedding(num_classes, embed_dim) if num_classes else None
