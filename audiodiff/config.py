@@ -133,6 +133,9 @@ class TrainConfig:
     # the mel loss's weight at noise level sigma is 1 / (1 + (sigma / mel_loss_sigma)^2): 1.0 weights by the signal's
     # share of x_t; smaller values keep it to the low-noise steps, where the estimate can match the mel
     mel_loss_sigma: Annotated[float, Range(0, lo_open=True)] = 1.0
+    # > 0: add this weight times the multi-resolution STFT loss of the denoised estimate (Parallel WaveGAN's),
+    # weighted by noise level as the mel loss is (train.mel_loss_sigma)
+    stft_loss: Annotated[float, Range(0)] = 0.0
 
 
 def model_parameters(model: ModelConfig, n_mels: int = 80) -> int:

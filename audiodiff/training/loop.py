@@ -38,7 +38,7 @@ from audiodiff.training import distributed
 from audiodiff.training.ema import EMA
 from audiodiff.training.lock import run_lock
 from audiodiff.training.resume import apply_changes, resume_changes
-from audiodiff.training.targets import check_image_crops, diffusion_inputs, mel_loss
+from audiodiff.training.targets import auxiliary_loss, check_image_crops, diffusion_inputs
 from audiodiff.training.validate import validate
 
 log = logging.getLogger("audiodiff")
@@ -144,13 +144,10 @@ def train_step(denoiser, mel_fn, batch, gen, device, amp_dtype, recipe: Recipe):
     if recipe.model.num_classes:  # drawn after the noise: the waveform path's random stream is unchanged
         cond["class_labels"] = drop_labels(batch["label"].to(device), recipe.train.label_dropout, gen)
     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-        if not recipe.train.mel_loss:
+        if not (recipe.train.mel_loss or recipe.train.stft_loss):
             return denoiser.loss(x0, sigma, noise, **cond).mean()
         loss, x0_hat = denoiser.loss(x0, sigma, noise, with_x0=True, **cond)
-        # Weighted by 1 / (1 + (sigma / mel_loss_sigma)^2), with 1.0 the signal's share alpha^2 of x_t: at high noise
-        # no estimate can match the mel, and the error of x0_hat grows with sigma (x0_hat = x - sigma eps_hat).
-        aux = mel_loss(mel_fn, x0_hat, mel) / (1 + (sigma.float() / recipe.train.mel_loss_sigma).square())
-        return loss.mean() + recipe.train.mel_loss * aux.mean()
+        return loss.mean() + auxiliary_loss(recipe, mel_fn, x0_hat, x0, mel, sigma)  # targets.py
 
 
 def backward(loss, net, opt, scaler, clip: float, world: int):

@@ -38,6 +38,8 @@ APPLIED = {
     "train.compile": "the training step is compiled or not when the loop is built (GPU only)",
     "train.label_dropout": "read at every step",
     "train.mel_loss": "read at every step",
+    "train.mel_loss_sigma": "read at every step",
+    "train.stft_loss": "read at every step",
     "data.path": "the training files are listed afresh",
     "data.valid_path": "the validation files are listed afresh",
     "data.valid_files": "the validation split is made afresh",
