@@ -23,7 +23,7 @@ import torch
 from audiodiff import artifacts
 from audiodiff.audio.mel import MelConfig, MelSpectrogram
 from audiodiff.audio.mel_range import check_mel_range, mel_range
-from audiodiff.audio.prior import prior_std
+from audiodiff.audio.prior import MelPrior
 from audiodiff.audio.refine import ITERATIONS as REFINE_ITERATIONS
 from audiodiff.audio.refine import MOMENTUM as REFINE_MOMENTUM
 from audiodiff.audio.refine import refine as refine_to_mel
@@ -296,20 +296,21 @@ class Vocoder:
         ramp = self.overlap_frames * hop
         seed_t = torch.tensor(seed, dtype=torch.int64, device=mel.device)
 
-        # The shaped prior's std (audio/prior.py) of the whole mel, sliced per chunk, so chunks agree with whole
-        # synthesis; the samplers run in the coordinates x / std (diffusion/denoiser.py).
-        std = prior_std(self._mel_fn, mel, self.diffusion_config.prior, self.diffusion_config.prior_floor,
-                        self.diffusion_config.prior_level)
+        # The shaped prior's parameters (audio/prior.py) of the whole mel, sliced per chunk, so chunks agree with
+        # whole synthesis; the samplers run in the coordinates L^-1 x (diffusion/denoiser.py).
+        mel_prior = MelPrior.from_config(self.diffusion_config, self._mel_fn)
+        params = None if mel_prior is None else mel_prior.params(mel)
 
-        def sample(part, offsets, rows, seed_t, *std_part):  # device tensors in, waveforms out: one graph
+        def sample(part, offsets, rows, seed_t, *prior_part):  # device tensors in, waveforms out: one graph
             noise = positional_noise(seed_t, offsets, rows)
             x = prior((part.shape[0], 1, part.shape[-1] * hop), float(sigmas[0]), device=part.device,
                       noise_sampler=noise)
             extra = {"cond": self.net.upsample(part)} if self.model_config.conditional else {}
-            if not std_part:
+            if not prior_part:
                 return SAMPLERS[sampler](runner, x, sigmas, noise_sampler=noise, extra_args=extra)
-            y = SAMPLERS[sampler](runner, x, sigmas, noise_sampler=noise, extra_args={**extra, "std": std_part[0]})
-            return y * std_part[0]
+            shaped = mel_prior.transform(prior_part[0])
+            y = SAMPLERS[sampler](runner, x, sigmas, noise_sampler=noise, extra_args={**extra, "prior": shaped})
+            return shaped.apply(y)
 
         # (row, chunk index): chunks of one length, so any group stacks into one batch.
         jobs = [(b, i) for i in range(len(chunks)) for b in range(B)]
@@ -319,8 +320,8 @@ class Vocoder:
             rows = torch.tensor([b for b, _ in group], device=mel.device)
             offsets = torch.tensor([chunks[i][0] * hop for _, i in group], device=mel.device)
             args = (part, offsets, rows, seed_t)
-            if std is not None:  # [G, 1, frames * hop]
-                args += (torch.stack([std[b, :, chunks[i][0] * hop: chunks[i][1] * hop] for b, i in group]),)
+            if params is not None:
+                args += (torch.stack([mel_prior.chunk(params[b], *chunks[i]) for b, i in group]),)
             if graphs is not None:
                 y = graphs((sampler, tuple(sigmas.tolist())), sample, *args)
             else:

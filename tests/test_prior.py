@@ -14,6 +14,7 @@ from audiodiff.audio.mel import MelConfig, MelSpectrogram, mel_config
 from audiodiff.audio.prior import prior_std
 from audiodiff.config import DiffusionConfig, ModelConfig, recipe_from_dict
 from audiodiff.diffusion import Denoiser, DiscreteSchedule, linear_betas, prior, sigmas_for
+from audiodiff.diffusion.denoiser import Diagonal
 from audiodiff.diffusion.samplers import SAMPLERS
 from audiodiff.errors import AudiodiffError
 from audiodiff.vocoder import Vocoder
@@ -82,7 +83,7 @@ def test_training_noise_has_the_priors_variance_per_frame():
     std = torch.linspace(0.01, 0.5, 64).repeat_interleave(HOP).reshape(1, 1, -1).expand(8, 1, -1)
     sigma = torch.full((8,), float(schedule.sigmas[-1]))
     noise = torch.randn(std.shape, generator=torch.Generator().manual_seed(3))
-    den.loss(torch.zeros_like(std), sigma, noise, std=std)
+    den.loss(torch.zeros_like(std), sigma, noise, prior=Diagonal(std))
     alpha = (1 + sigma[0] ** 2).rsqrt()
     # x0 = 0: the backbone sees alpha sigma std eps; per frame its variance over 8 x 256 draws is std^2 within the
     # sampling error of a variance estimate from 2048 normals (sd sqrt(2 / 2048) = 3%: 15% is 5 sd).
@@ -99,7 +100,7 @@ def test_loss_weights_data_errors_by_the_inverse_std(loss):
     std = torch.rand(4, 1, 512, generator=torch.Generator().manual_seed(4)) + 0.05
     x0 = 0.1 * torch.randn(4, 1, 512)
     sigma = torch.tensor([0.1, 0.5, 1.0, 3.0])
-    value, x0_hat = den.loss(x0, sigma, torch.randn(4, 1, 512), std=std, with_x0=True)
+    value, x0_hat = den.loss(x0, sigma, torch.randn(4, 1, 512), prior=Diagonal(std), with_x0=True)
     weighted = ((x0_hat - x0) / (sigma[:, None, None] * std)).abs()
     weighted = weighted if loss == "l1" else weighted.square()
     # float32: x0_hat is x0 plus a sum, rounding ~1e-7 relative to |x0_hat|, amplified by 1 / (sigma std) <= 200
@@ -133,7 +134,7 @@ def test_every_sampler_draws_the_shaped_data(name):
     sigmas = sigmas_for(name, STEPS.get(name, 100), schedule).double()
     g = torch.Generator().manual_seed(5)
     y = prior((40, 1, 1000), float(sigmas[0]), generator=g).double()
-    x = SAMPLERS[name](den, y, sigmas, generator=g, extra_args={"std": std}) * std
+    x = SAMPLERS[name](den, y, sigmas, generator=g, extra_args={"prior": Diagonal(std)}) * std
     ratio = x.reshape(40, 4, 250).transpose(0, 1).reshape(4, -1).std(dim=1) / (0.5 * std[0, 0, ::250])
     # The shape: every position gets the same share of its std. 10,000 draws per group: sd of a std estimate 0.7%,
     # of a ratio of two 1%; 4% is 4 sd.
@@ -203,7 +204,7 @@ def test_recipe_refuses_a_prior_without_a_mel():
     with pytest.raises(AudiodiffError, match="diffusion.prior"):
         recipe_from_dict({"model": {"conditional": False}, "diffusion": {"prior": "energy"}})
     with pytest.raises(AudiodiffError, match="diffusion.prior"):
-        recipe_from_dict({"diffusion": {"prior": "envelope"}})
+        recipe_from_dict({"diffusion": {"prior": "spectral"}})
     assert recipe_from_dict({"diffusion": {"prior": "energy"}}).diffusion == dataclasses.replace(
         DiffusionConfig(), prior="energy")
 

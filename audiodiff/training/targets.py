@@ -3,7 +3,7 @@
 ``diffwave``: ``x0`` is the waveform crop ``[B, 1, N * hop]``, conditioned on its mel unless unconditional.
 ``unet2d``: ``x0`` is the crop's log-mel as an image (``audio/spectro_image.py``) ``[B, 1, n_mels, N]``, with no mel
 conditioning. Class labels (with label dropout in training) are added by the caller for both.
-A waveform model with a shaped prior (``diffusion.prior``) also gets the prior's ``std`` (``audio/prior.py``).
+A waveform model with a shaped prior (``diffusion.prior``) also gets the prior's transform (``audio/prior.py``).
 Training and validation both call this, so the two never disagree.
 
 ``mel_loss``: the auxiliary objective of FreGrad (Nguyen et al. 2024), WaveFit (Koizumi et al. 2022) and WaveFM
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from audiodiff.audio.prior import prior_std
+from audiodiff.audio.prior import MelPrior
 from audiodiff.audio.spectro_image import MelImage
 from audiodiff.config import Recipe
 from audiodiff.errors import AudiodiffError
@@ -38,9 +38,8 @@ def diffusion_inputs(recipe: Recipe, audio: torch.Tensor, mel: torch.Tensor, mel
         return image.unsqueeze(1), {}  # [B, 1, n_mels, N]
     if not recipe.model.conditional:
         return audio, {}
-    std = prior_std(mel_fn, mel, recipe.diffusion.prior, recipe.diffusion.prior_floor,
-                    recipe.diffusion.prior_level)
-    return audio, ({"mel": mel} if std is None else {"mel": mel, "std": std})
+    shaped = MelPrior.from_config(recipe.diffusion, mel_fn)
+    return audio, ({"mel": mel} if shaped is None else {"mel": mel, "prior": shaped(mel)})
 
 
 def mel_loss(mel_fn, x0_hat: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
