@@ -176,9 +176,10 @@ class DiffusionConfig:
     loss: Annotated[str, OneOf(*LOSSES)] = "l1"  # "l1" (DiffWave) or "l2"
     sampler: Annotated[str, OneOf(*sorted(SAMPLERS))] = "fast"  # default sampler at inference
     sample_steps: Annotated[int, Range(1, 10_000)] = 6  # default number of sampling steps
-    # "energy": noise std follows the mel's frame energy (PriorGrad; audio/prior.py)
+    # "energy": noise std follows the mel's frame energy (PriorGrad); "envelope": the noise's spectrum follows the
+    # mel's spectral envelope at that level (SpecGrad); audio/prior.py
     prior: Annotated[str, OneOf(*PRIORS)] = "none"
-    prior_floor: Annotated[float, Range(0, 1, lo_open=True)] = 0.1  # the energy prior's smallest std (PriorGrad's)
+    prior_floor: Annotated[float, Range(0, 1, lo_open=True)] = 0.1  # the smallest std (envelope: per bin; PriorGrad's)
     # frame RMS that gets the full std 1 (-20 dBFS: loud speech); quieter frames proportionally less
     prior_level: Annotated[float, Range(0, lo_open=True)] = 0.1
     RULES: ClassVar = (_beta_rule,)
@@ -229,6 +230,9 @@ class TrainConfig:
     # the mel loss's weight at noise level sigma is 1 / (1 + (sigma / mel_loss_sigma)^2): 1.0 weights by the signal's
     # share of x_t; smaller values keep it to the low-noise steps, where the estimate can match the mel
     mel_loss_sigma: Annotated[float, Range(0, lo_open=True)] = 1.0
+    # > 0: add this weight times the multi-resolution STFT loss of the denoised estimate (Parallel WaveGAN's),
+    # weighted by noise level as the mel loss is (train.mel_loss_sigma)
+    stft_loss: Annotated[float, Range(0)] = 0.0
 
 
 def model_parameters(model: ModelConfig, n_mels: int = 80) -> int:

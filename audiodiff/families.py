@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from audiodiff.audio.mel import MelConfig
-from audiodiff.audio.prior import prior_std
+from audiodiff.audio.prior import MelPrior
 from audiodiff.audio.spectro_image import MelImage
 from audiodiff.config import ModelConfig, Recipe
 from audiodiff.diffusion import SAMPLERS, prior, sigmas_for
@@ -59,12 +59,11 @@ class WaveformFamily:
 
     def inputs(self, recipe: Recipe, audio: torch.Tensor, mel: torch.Tensor, mel_fn) -> tuple[torch.Tensor, dict]:
         """``audio [B, 1, T]``, ``mel [B, n_mels, N]`` -> ``(x0 = audio, cond)``: the mel unless unconditional, and
-        with a shaped prior (``diffusion.prior``) its ``std`` (``audio/prior.py``)."""
+        with a shaped prior (``diffusion.prior``) its transform (``audio/prior.py``)."""
         if not recipe.model.conditional:
             return audio, {}
-        d = recipe.diffusion
-        std = prior_std(mel_fn, mel, d.prior, d.prior_floor, d.prior_level)
-        return audio, ({"mel": mel} if std is None else {"mel": mel, "std": std})
+        shaped = MelPrior.from_config(recipe.diffusion, mel_fn)
+        return audio, ({"mel": mel} if shaped is None else {"mel": mel, "prior": shaped(mel)})
 
     @torch.no_grad()
     def validation_sample(self, net, denoiser, recipe: Recipe, x0, cond: dict, mel) -> ValidationSample | None:

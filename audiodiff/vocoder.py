@@ -24,7 +24,7 @@ import torch
 
 from audiodiff.audio.mel import MelConfig, MelSpectrogram
 from audiodiff.audio.mel_range import check_mel_range, mel_range
-from audiodiff.audio.prior import prior_std
+from audiodiff.audio.prior import MelPrior
 from audiodiff.audio.refine import refine as refine_to_mel
 from audiodiff.config import DiffusionConfig, ModelConfig
 from audiodiff.diffusion import SAMPLERS, prior, sigmas_for
@@ -257,20 +257,21 @@ class Vocoder(InferenceModel):
         seed_t = torch.tensor(seed, dtype=torch.int64, device=mel.device)
         upsample = self.net.upsample if self.model_config.conditional else None
 
-        # The shaped prior's std (audio/prior.py) of the whole mel, sliced per chunk, so chunks agree with whole
-        # synthesis; the samplers run in the coordinates x / std (diffusion/denoiser.py).
-        std = prior_std(self._mel_fn, mel, self.diffusion_config.prior, self.diffusion_config.prior_floor,
-                        self.diffusion_config.prior_level)
+        # The shaped prior's parameters (audio/prior.py) of the whole mel, sliced per chunk, so chunks agree with
+        # whole synthesis; the samplers run in the coordinates L^-1 x (diffusion/denoiser.py).
+        mel_prior = MelPrior.from_config(self.diffusion_config, self._mel_fn)
+        params = None if mel_prior is None else mel_prior.params(mel)
 
-        def sample(part, offsets, rows, seed_t, *std_part):  # device tensors in, waveforms out: one graph
+        def sample(part, offsets, rows, seed_t, *prior_part):  # device tensors in, waveforms out: one graph
             noise = positional_noise(seed_t, offsets, rows)
             x = prior((part.shape[0], 1, part.shape[-1] * hop), float(sigmas[0]), device=part.device,
                       noise_sampler=noise)
             extra = {"cond": upsample(part)} if upsample is not None else {}
-            if not std_part:
+            if not prior_part:
                 return SAMPLERS[sampler](runner, x, sigmas, noise_sampler=noise, extra_args=extra)
-            y = SAMPLERS[sampler](runner, x, sigmas, noise_sampler=noise, extra_args={**extra, "std": std_part[0]})
-            return y * std_part[0]
+            shaped = mel_prior.transform(prior_part[0])
+            y = SAMPLERS[sampler](runner, x, sigmas, noise_sampler=noise, extra_args={**extra, "prior": shaped})
+            return shaped.apply(y)
 
         # (row, chunk index): chunks of one length, so any group stacks into one batch.
         for group in chunking.groups(B, len(chunks), self.max_batch):
@@ -278,8 +279,8 @@ class Vocoder(InferenceModel):
             rows = torch.tensor([b for b, _ in group], device=mel.device)
             offsets = torch.tensor([chunks[i][0] * hop for _, i in group], device=mel.device)
             args = (part, offsets, rows, seed_t)
-            if std is not None:  # [G, 1, frames * hop]
-                args += (torch.stack([std[b, :, chunks[i][0] * hop: chunks[i][1] * hop] for b, i in group]),)
+            if params is not None:
+                args += (torch.stack([mel_prior.chunk(params[b], *chunks[i]) for b, i in group]),)
             if graphs is not None:
                 y = graphs((sampler, tuple(sigmas.tolist())), sample, *args)
             else:

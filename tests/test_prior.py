@@ -14,6 +14,7 @@ from audiodiff.audio.mel import MelConfig, MelSpectrogram, mel_config
 from audiodiff.audio.prior import prior_std
 from audiodiff.config import DiffusionConfig, ModelConfig, recipe_from_dict
 from audiodiff.diffusion import Denoiser, DiscreteSchedule, linear_betas, prior, sigmas_for
+from audiodiff.diffusion.denoiser import Diagonal
 from audiodiff.diffusion.samplers import SAMPLERS
 from audiodiff.errors import AudiodiffError
 from audiodiff.inference import chunks
@@ -83,7 +84,7 @@ def test_training_noise_has_the_priors_variance_per_frame():
     std = torch.linspace(0.01, 0.5, 64).repeat_interleave(HOP).reshape(1, 1, -1).expand(8, 1, -1)
     sigma = torch.full((8,), float(schedule.sigmas[-1]))
     noise = torch.randn(std.shape, generator=torch.Generator().manual_seed(3))
-    den.loss(torch.zeros_like(std), sigma, noise, std=std)
+    den.loss(torch.zeros_like(std), sigma, noise, prior=Diagonal(std))
     alpha = (1 + sigma[0] ** 2).rsqrt()
     # x0 = 0: the backbone sees alpha sigma std eps; per frame its variance over 8 x 256 draws is std^2 within the
     # sampling error of a variance estimate from 2048 normals (sd sqrt(2 / 2048) = 3%: 15% is 5 sd).
@@ -100,7 +101,7 @@ def test_loss_weights_data_errors_by_the_inverse_std(loss):
     std = torch.rand(4, 1, 512, generator=torch.Generator().manual_seed(4)) + 0.05
     x0 = 0.1 * torch.randn(4, 1, 512)
     sigma = torch.tensor([0.1, 0.5, 1.0, 3.0])
-    value, x0_hat = den.loss(x0, sigma, torch.randn(4, 1, 512), std=std, with_x0=True)
+    value, x0_hat = den.loss(x0, sigma, torch.randn(4, 1, 512), prior=Diagonal(std), with_x0=True)
     weighted = ((x0_hat - x0) / (sigma[:, None, None] * std)).abs()
     weighted = weighted if loss == "l1" else weighted.square()
     # float32: x0_hat is x0 plus a sum, rounding ~1e-7 relative to |x0_hat|, amplified by 1 / (sigma std) <= 200
@@ -134,7 +135,7 @@ def test_every_sampler_draws_the_shaped_data(name):
     sigmas = sigmas_for(name, STEPS.get(name, 100), schedule).double()
     g = torch.Generator().manual_seed(5)
     y = prior((40, 1, 1000), float(sigmas[0]), generator=g).double()
-    x = SAMPLERS[name](den, y, sigmas, generator=g, extra_args={"std": std}) * std
+    x = SAMPLERS[name](den, y, sigmas, generator=g, extra_args={"prior": Diagonal(std)}) * std
     ratio = x.reshape(40, 4, 250).transpose(0, 1).reshape(4, -1).std(dim=1) / (0.5 * std[0, 0, ::250])
     # The shape: every position gets the same share of its std. 10,000 draws per group: sd of a std estimate 0.7%,
     # of a ratio of two 1%; 4% is 4 sd.
@@ -204,7 +205,7 @@ def test_recipe_refuses_a_prior_without_a_mel():
     with pytest.raises(AudiodiffError, match="diffusion.prior"):
         recipe_from_dict({"model": {"conditional": False}, "diffusion": {"prior": "energy"}})
     with pytest.raises(AudiodiffError, match="diffusion.prior"):
-        recipe_from_dict({"diffusion": {"prior": "envelope"}})
+        recipe_from_dict({"diffusion": {"prior": "spectral"}})
     assert recipe_from_dict({"diffusion": {"prior": "energy"}}).diffusion == dataclasses.replace(
         DiffusionConfig(), prior="energy")
 
@@ -274,3 +275,56 @@ def test_train_step_adds_the_weighted_mel_loss(tone_dir, width):
         aux = (mel_loss(fn, x0_hat, mel) / (1 + (sigma / width).square())).mean()
     assert aux > 0 and sigma.max() > 0.2  # a noise level at which the two widths weigh differently
     torch.testing.assert_close(total, base + 2.0 * aux, rtol=1e-5, atol=0)
+
+
+def test_stft_loss_is_zero_for_the_crop_itself_and_exact_for_a_gain():
+    from audiodiff.training.targets import STFT_RESOLUTIONS, _stft_magnitude, stft_loss
+
+    assert [n for n, _ in STFT_RESOLUTIONS] == [512, 1024, 2048]  # Parallel WaveGAN's three, at hop n / 4
+    audio = torch.randn(2, 1, 12 * HOP, generator=torch.Generator().manual_seed(8))
+    assert stft_loss(audio, audio).abs().max().item() == 0  # the same STFTs: bitwise zero
+    # x_hat = c x with c a power of 2 scales every magnitude by exactly c, so each resolution gives spectral
+    # convergence |1 - c| and log-L1 |log c|, unless a bin of c x falls under the 1e-7 power floor (checked: none
+    # does); float32 rounding of norms and means of ~1e4 values, 1e-5 relative.
+    assert min(_stft_magnitude(audio[:, 0], n, h).min().item() for n, h in STFT_RESOLUTIONS) * 0.5 > 1e-7 ** 0.5
+    for c in (0.5, 2.0):
+        expected = abs(1 - c) + abs(np.log(c))
+        torch.testing.assert_close(stft_loss(c * audio, audio), torch.full((2,), expected), rtol=1e-5, atol=0)
+    # An error in one band only: the loss grows, and more than a resolution's floor of rounding.
+    tone = 0.01 * torch.sin(torch.arange(12 * HOP) * 2 * torch.pi * 3000 / 22050).reshape(1, 1, -1)
+    assert (stft_loss(audio + tone, audio) > 1e-3).all()
+
+
+@pytest.mark.parametrize("width", [1.0, 0.1])
+def test_train_step_adds_the_weighted_stft_loss(tone_dir, width):
+    # As the mel loss's test: the same batch, noise levels and noise with and without train.stft_loss; the step's
+    # loss grows by exactly the weight times the mean of stft_loss / (1 + (sigma / mel_loss_sigma)^2).
+    from test_training import TINY
+
+    from audiodiff.factory import build_backbone, build_denoiser
+    from audiodiff.training.loop import step_generator, train_step
+    from audiodiff.training.targets import diffusion_inputs, stft_loss
+
+    raw = {section: dict(values) for section, values in TINY.items()}
+    plain, weighted = recipe_from_dict(raw), recipe_from_dict({**raw, "train": {**raw["train"], "stft_loss": 3.0,
+                                                                                "mel_loss_sigma": width}})
+    torch.manual_seed(0)
+    den = build_denoiser(build_backbone(plain.model, plain.mel), plain.diffusion)
+    fn = MelSpectrogram(plain.mel)
+    n, hop = plain.data.crop_frames, plain.mel.hop_length
+    g = torch.Generator().manual_seed(9)
+    batch = {"audio": 0.1 * torch.randn(2, n * hop, generator=g),
+             "segment": 0.1 * torch.randn(2, plain.mel.segment_length(n), generator=g)}
+    cpu = torch.device("cpu")
+    with torch.no_grad():
+        base = train_step(den, fn, batch, step_generator(0, 3, 0, cpu), cpu, None, plain)
+        total = train_step(den, fn, batch, step_generator(0, 3, 0, cpu), cpu, None, weighted)
+        gen = step_generator(0, 3, 0, cpu)
+        mel = fn(batch["segment"], pad=False)
+        sigma = den.sample_training_sigma(2, generator=gen)
+        noise = torch.randn((2, 1, n * hop), generator=gen)
+        x0, cond = diffusion_inputs(plain, batch["audio"].unsqueeze(1), mel, fn)
+        _, x0_hat = den.loss(x0, sigma, noise, with_x0=True, **cond)
+        aux = (stft_loss(x0_hat, x0) / (1 + (sigma / width).square())).mean()
+    assert aux > 0 and sigma.max() > 0.2  # a noise level at which the two widths weigh differently
+    torch.testing.assert_close(total, base + 3.0 * aux, rtol=1e-5, atol=0)

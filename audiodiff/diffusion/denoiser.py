@@ -12,11 +12,13 @@ conditioned on a (fractional) step index; this wrapper is the only place that co
 
 ``loss`` is the matching training objective, one value per example (the loop reduces).
 
-A shaped prior (PriorGrad, Lee et al. 2022: noise ``N(0, diag(std^2))``) is a change of coordinates: with
-``std`` among the keyword arguments, ``x`` is ``y = x_data / std`` and the backbone sees ``y * std``, so the
-samplers, which only ever see ``y``, start from and inject standard noise as before, and the caller multiplies
-their result by ``std``. The eps (or v) the backbone predicts is the whitened one, so the loss on it is
-PriorGrad's ``||eps - eps_hat||^2`` in the norm of ``Sigma^-1`` (and its L1 analogue).
+A shaped prior (noise ``L z`` with ``z`` standard: PriorGrad's ``L = diag(std)``, Lee et al. 2022; SpecGrad's
+time-varying filter, Koizumi et al. 2022) is a change of coordinates: with ``prior`` among the keyword arguments, an
+object with ``apply(z) = L z`` and ``whiten(x) = L^-1 x`` (``Diagonal`` here; ``audio/prior.py``), ``x`` is
+``y = L^-1 x_data`` and the backbone sees ``L y``, so the samplers, which only ever see ``y``, start from and
+inject standard noise as before, and the caller applies ``L`` to their result. The eps (or v) the backbone predicts
+is the whitened one, so the loss on it is ``||eps - eps_hat||^2`` in the norm of ``Sigma^-1 = (L L^T)^-1``
+(PriorGrad's, and SpecGrad's ``L^-1`` weighting; and its L1 analogue).
 """
 
 from __future__ import annotations
@@ -26,6 +28,19 @@ import torch
 from audiodiff.diffusion.schedules import DiscreteSchedule, append_dims
 
 PREDICTIONS = ("eps", "v")
+
+
+class Diagonal:
+    """``L = diag(std)``: PriorGrad's prior, ``std`` broadcast against the signal."""
+
+    def __init__(self, std: torch.Tensor):
+        self.std = std
+
+    def apply(self, z: torch.Tensor) -> torch.Tensor:
+        return z * self.std
+
+    def whiten(self, x: torch.Tensor) -> torch.Tensor:
+        return x / self.std
 LOSSES = ("l1", "l2")
 
 
@@ -51,12 +66,12 @@ class Denoiser:
         alpha = (1 + sigma**2).rsqrt()  # sqrt(alpha_bar)
         return sigma, alpha
 
-    def raw(self, x: torch.Tensor, sigma: torch.Tensor, std: torch.Tensor | None = None, **cond) -> torch.Tensor:
-        """The backbone's own output (eps or v) at VE input ``x`` (``x / std`` with a shaped prior) and noise
+    def raw(self, x: torch.Tensor, sigma: torch.Tensor, prior=None, **cond) -> torch.Tensor:
+        """The backbone's own output (eps or v) at VE input ``x`` (``L^-1 x`` with a shaped ``prior``) and noise
         level ``sigma`` ``[B]``."""
         _, alpha = self._scalings(sigma, x)
         t = self.schedule.t_from_sigma(sigma).to(torch.float32)
-        x = x if std is None else x * std
+        x = x if prior is None else prior.apply(x)
         return self.net((x * alpha).to(x.dtype), t, **cond)
 
     def x0_from_raw(self, x: torch.Tensor, sigma: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -69,15 +84,15 @@ class Denoiser:
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **cond) -> torch.Tensor:
         return self.x0_from_raw(x, sigma, self.raw(x, sigma, **cond))
 
-    def loss(self, x0: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor, std: torch.Tensor | None = None,
-             with_x0: bool = False, **cond):
+    def loss(self, x0: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor, prior=None, with_x0: bool = False,
+             **cond):
         """Per-example training loss at noise levels ``sigma [B]`` with standard Gaussian ``noise`` shaped like
-        ``x0``, shaped by the prior's ``std`` when given. ``with_x0``: also return the denoised estimate of ``x0``
+        ``x0``, shaped by the ``prior``'s ``L`` when given. ``with_x0``: also return the denoised estimate of ``x0``
         (in the data's coordinates), for auxiliary losses."""
         s, alpha = self._scalings(sigma, x0)
-        y0 = x0 if std is None else x0 / std  # whitened data (PriorGrad)
+        y0 = x0 if prior is None else prior.whiten(x0)  # whitened data (PriorGrad)
         y = y0 + s * noise
-        out = self.raw(y, sigma, std=std, **cond).float()
+        out = self.raw(y, sigma, prior=prior, **cond).float()
         target = noise if self.prediction == "eps" else alpha * noise - (s * alpha) * y0
         err = out - target.float()
         err = err.abs() if self.loss_type == "l1" else err.square()
@@ -85,7 +100,7 @@ class Denoiser:
         if not with_x0:
             return loss
         x0_hat = self.x0_from_raw(y.float(), sigma, out)
-        return loss, x0_hat if std is None else x0_hat * std
+        return loss, x0_hat if prior is None else prior.apply(x0_hat)
 
     def sample_training_sigma(self, batch: int, generator=None, device=None) -> torch.Tensor:
         """Noise levels of uniformly drawn integer training steps (DiffWave Algorithm 1)."""

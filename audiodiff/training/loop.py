@@ -40,7 +40,7 @@ from audiodiff.training import distributed
 from audiodiff.training.lock import run_lock
 from audiodiff.training.resume import apply_changes, check_resume
 from audiodiff.training.state import Trainable, TrainState, checkpoint_state, load_scaler
-from audiodiff.training.targets import batch_inputs, mel_loss
+from audiodiff.training.targets import auxiliary_loss, batch_inputs
 from audiodiff.training.validate import validate
 
 log = logging.getLogger("audiodiff")
@@ -109,13 +109,10 @@ def train_step(denoiser, mel_fn, batch, gen, device, amp_dtype, recipe: Recipe):
     log-mel loss of its estimate when that is on."""
     x = batch_inputs(recipe, batch, mel_fn, denoiser, gen, device, label_dropout=recipe.train.label_dropout)
     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-        if not recipe.train.mel_loss:
+        if not (recipe.train.mel_loss or recipe.train.stft_loss):
             return denoiser.loss(x.x0, x.sigma, x.noise, **x.cond).mean()
         loss, x0_hat = denoiser.loss(x.x0, x.sigma, x.noise, with_x0=True, **x.cond)
-        # Weighted by 1 / (1 + (sigma / mel_loss_sigma)^2), with 1.0 the signal's share alpha^2 of x_t: at high noise
-        # no estimate can match the mel, and the error of x0_hat grows with sigma (x0_hat = x - sigma eps_hat).
-        aux = mel_loss(mel_fn, x0_hat, x.mel) / (1 + (x.sigma.float() / recipe.train.mel_loss_sigma).square())
-        return loss.mean() + recipe.train.mel_loss * aux.mean()
+        return loss.mean() + auxiliary_loss(recipe, mel_fn, x0_hat, x.x0, x.mel, x.sigma)  # targets.py
 
 
 def backward(loss, net, opt, scaler, clip: float, world: int):

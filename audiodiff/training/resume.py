@@ -50,6 +50,7 @@ APPLIED = {
     "train.label_dropout": "read at every step",
     "train.mel_loss": "read at every step",
     "train.mel_loss_sigma": "read at every step",
+    "train.stft_loss": "read at every step",
     "data.path": "the training files are listed afresh",
     "data.valid_path": "the validation files are listed afresh",
     "data.valid_files": "the validation split is made afresh",

@@ -2,12 +2,15 @@
 
 ``batch_inputs`` is the one path from a loader batch to the denoiser's arguments, for training and validation alike,
 so the two never disagree. What ``x0`` and its conditioning are depends on the model's family (``families.py``):
-the waveform crop ``[B, 1, N * hop]`` with its mel (and a shaped prior's ``std``) for ``diffwave``, the crop's
+the waveform crop ``[B, 1, N * hop]`` with its mel (and a shaped prior's transform, ``audio/prior.py``) for ``diffwave``, the crop's
 log-mel image ``[B, 1, n_mels, N]`` for ``unet2d``. Class labels, with label dropout in training, are the same for
 both.
 
 ``mel_loss``: the auxiliary objective of FreGrad (Nguyen et al. 2024), WaveFit (Koizumi et al. 2022) and WaveFM
 (2025): the L1 distance between the log-mel of the denoised estimate and the crop's own mel.
+``stft_loss``: the multi-resolution STFT loss of Parallel WaveGAN (Yamamoto et al. 2020, eqs. 1-3): spectral
+convergence plus log-magnitude L1 between the denoised estimate and the crop, averaged over three resolutions.
+``auxiliary_loss``: both, weighted per example by noise level and by ``train.mel_loss`` / ``train.stft_loss``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ class Inputs(NamedTuple):
     x0: torch.Tensor  # the clean sample, [B, 1, T] or [B, 1, n_mels, N]
     sigma: torch.Tensor  # [B] noise levels
     noise: torch.Tensor  # like x0
-    cond: dict  # the backbone's conditioning keywords (mel, std, class_labels)
+    cond: dict  # the backbone's conditioning keywords (mel, prior, class_labels)
     mel: torch.Tensor  # [B, n_mels, N], the crop's mel
 
 
@@ -61,3 +64,44 @@ def mel_loss(mel_fn, x0_hat: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
     k = -(-edge // hop) if mel.shape[-1] > 2 * -(-edge // hop) else 0
     err = (mel_hat - mel.float()).abs()[..., k: mel.shape[-1] - k]
     return err.flatten(1).mean(1)
+
+
+STFT_RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))  # (n_fft = window length, hop); Hann windows
+
+
+def _stft_magnitude(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    window = torch.hann_window(n_fft, device=x.device)
+    spec = torch.stft(x, n_fft, hop, window=window, center=True, pad_mode="reflect", return_complex=True)
+    return (spec.real.square() + spec.imag.square()).clamp(min=1e-7).sqrt()  # [B, bins, frames] (PWG's floor)
+
+
+def stft_loss(x0_hat: torch.Tensor, x0: torch.Tensor, resolutions=STFT_RESOLUTIONS) -> torch.Tensor:
+    """Per-example multi-resolution STFT loss of ``x0_hat`` against ``x0`` (both ``[B, 1, T]``): at each
+    resolution the spectral convergence ``|| |X| - |X_hat| ||_F / || |X| ||_F`` plus the mean L1 of the log
+    magnitudes, averaged over the resolutions (Parallel WaveGAN)."""
+    with torch.autocast(x0.device.type, enabled=False):
+        x, x_hat = x0[:, 0].float(), x0_hat[:, 0].float()
+        total = torch.zeros(x.shape[0], device=x.device)
+        for n_fft, hop in resolutions:
+            mag, mag_hat = _stft_magnitude(x, n_fft, hop), _stft_magnitude(x_hat, n_fft, hop)
+            sc = (mag - mag_hat).flatten(1).norm(dim=1) / mag.flatten(1).norm(dim=1)
+            log_l1 = (mag.log() - mag_hat.log()).abs().flatten(1).mean(1)
+            total = total + sc + log_l1
+        return total / len(resolutions)
+
+
+def auxiliary_loss(recipe: Recipe, mel_fn, x0_hat: torch.Tensor, x0: torch.Tensor, mel: torch.Tensor,
+                   sigma: torch.Tensor) -> torch.Tensor:
+    """The batch's weighted auxiliary losses on the denoised estimate ``x0_hat`` (a scalar; 0 with both off).
+
+    Each example's losses are weighted by ``1 / (1 + (sigma / train.mel_loss_sigma)^2)``, with 1.0 the signal's
+    share ``alpha^2`` of ``x_t``: at high noise no estimate can match the crop, and the error of ``x0_hat`` grows
+    with sigma (``x0_hat = x - sigma eps_hat``). Then ``train.mel_loss`` and ``train.stft_loss`` weigh each."""
+    t = recipe.train
+    total = torch.zeros((), device=x0.device)
+    scale = 1 + (sigma.float() / t.mel_loss_sigma).square()  # [B]
+    if t.mel_loss:
+        total = total + t.mel_loss * (mel_loss(mel_fn, x0_hat, mel) / scale).mean()
+    if t.stft_loss:
+        total = total + t.stft_loss * (stft_loss(x0_hat, x0) / scale).mean()
+    return total
