@@ -16,6 +16,7 @@ from audiodiff.config import DiffusionConfig, ModelConfig, recipe_from_dict
 from audiodiff.diffusion import Denoiser, DiscreteSchedule, linear_betas, prior, sigmas_for
 from audiodiff.diffusion.samplers import SAMPLERS
 from audiodiff.vocoder import Vocoder
+from audiodiff.inference import chunks
 
 HOP, N = 256, 1024
 ENVELOPE = DiffusionConfig(prior="envelope")
@@ -232,7 +233,7 @@ def test_chunked_synthesis_with_the_envelope_prior_agrees_with_whole(demo_mel):
     chunked_voc = _vocoder(chunk_frames=80, overlap_frames=8, refine=0, sampler="ddim", steps=2)
     chunked = chunked_voc(mel, seed=3)
     near = np.zeros(170, dtype=bool)
-    for a, e in chunked_voc._chunks(170):
+    for a, e in chunks.plan(170, chunked_voc.chunk_frames, chunked_voc.overlap_frames):
         for edge in (a, e):
             if 0 < edge < 170:
                 near[max(0, edge - 13): edge + 13] = True
