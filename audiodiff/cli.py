@@ -400,17 +400,16 @@ def generate(model, out_dir, count, label, guidance, sampler, steps, frames, voc
 
 
 def _load_generator(model: Path, device):
-    """The generator that MODEL's directory holds: a ``MelGenerator`` (U-Net export) or, for a waveform model's
-    directory (the vocoder format, no mel input), a ``WaveGenerator``, whose own error names what else it is."""
-    from audiodiff.melgen import MelGenerator
-    from audiodiff.vocoder import FORMAT as WAVEFORM_FORMAT
+    """The generator that MODEL's directory holds, by its recorded format and model section: a ``MelGenerator``
+    (U-Net export) or, for a waveform model without mel input (unconditional or class-conditional), a
+    ``WaveGenerator``; a mel vocoder is refused by ``WaveGenerator`` with a line saying to use synth."""
+    from audiodiff import artifacts
+    from audiodiff.melgen import FORMAT as MEL_FORMAT, MelGenerator
     from audiodiff.wavegen import WaveGenerator
 
-    try:
+    cfg, _ = artifacts.read_recipe(model, weights=False)
+    if cfg["format"] == MEL_FORMAT:
         return MelGenerator.from_pretrained(model, device=device)
-    except AudiodiffError as err:
-        if f"format is {WAVEFORM_FORMAT!r}" not in str(err):
-            raise
     return WaveGenerator.from_pretrained(model, device=device)
 
 

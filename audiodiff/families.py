@@ -84,8 +84,12 @@ class WaveformFamily:
         return vocoder.FORMAT, "model"
 
     def artefact(self, net: nn.Module, recipe: Recipe, classes: list[str] | None = None):
-        """The inference object for trained weights: a ``Vocoder``. (Class names are not stored yet: the
-        unconditional and class-conditional waveform models' own generator will take them.)"""
+        """The inference object for trained weights: a ``Vocoder`` for a mel-conditioned model, a ``WaveGenerator``
+        (with the run's class names) for an unconditional or class-conditional one."""
+        if not recipe.model.conditional:
+            from audiodiff.wavegen import WaveGenerator
+
+            return WaveGenerator(net, recipe.mel, recipe.model, recipe.diffusion, classes)
         from audiodiff.vocoder import Vocoder
 
         return Vocoder(net, recipe.mel, recipe.model, recipe.diffusion)

@@ -87,3 +87,12 @@ def test_waveform_generator_recipes_train(tmp_path, name, classes):
     listed = tmp_path / "run" / "classes.txt"
     assert (listed.read_text().split() if listed.exists() else None) == classes
     assert any((tmp_path / "run" / "logs").iterdir())  # validation ran (its loss) without a mel to vocode
+    # Exported, the run is a WaveGenerator that keeps the class names and samples at the model's rate.
+    from audiodiff.training.export import export
+    from audiodiff.wavegen import WaveGenerator
+
+    export(tmp_path / "run", tmp_path / "model")
+    gen = WaveGenerator.from_pretrained(tmp_path / "model", device="cpu")
+    assert gen.classes == classes
+    wav = gen(labels=[gen.label(c) for c in classes] if classes else None, batch=None if classes else 2, frames=4, steps=2, seed=0)
+    assert wav.shape == (2, 4 * tiny.mel.hop_length) and torch.isfinite(torch.as_tensor(wav)).all()
