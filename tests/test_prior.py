@@ -240,20 +240,22 @@ def test_training_with_the_prior_and_mel_loss_exports_a_model_that_uses_them(ton
     assert torch.isfinite(wav).all() and wav.abs().max() > 0
 
 
+@pytest.mark.parametrize("kind, weight, prior", [("mel_loss", 2.0, "energy"), ("stft_loss", 3.0, "none")])
 @pytest.mark.parametrize("width", [1.0, 0.1])
-def test_train_step_adds_the_weighted_mel_loss(tone_dir, width):
-    # The same batch, noise levels and noise with and without train.mel_loss: the step's loss grows by exactly the
-    # weight times the mean of mel_loss / (1 + (sigma / mel_loss_sigma)^2) (the same operations on the same draws:
-    # float32 rounding of a mean of 2 values, 1e-6 relative), so a loop that ignored either setting fails here.
+def test_train_step_adds_the_weighted_auxiliary_loss(tone_dir, width, kind, weight, prior):
+    # The same batch, noise levels and noise with and without train.mel_loss (or train.stft_loss): the step's loss
+    # grows by exactly the weight times the mean of the loss / (1 + (sigma / mel_loss_sigma)^2) (the same operations
+    # on the same draws: float32 rounding of a mean of 2 values, 1e-6 relative), so a loop that ignored either
+    # setting fails here.
     from test_training import TINY
 
     from audiodiff.factory import build_backbone, build_denoiser
     from audiodiff.training.loop import step_generator, train_step
-    from audiodiff.training.targets import diffusion_inputs, mel_loss
+    from audiodiff.training.targets import diffusion_inputs, mel_loss, stft_loss
 
     raw = {section: dict(values) for section, values in TINY.items()}
-    raw["diffusion"] = {"prior": "energy"}
-    plain, weighted = recipe_from_dict(raw), recipe_from_dict({**raw, "train": {**raw["train"], "mel_loss": 2.0,
+    raw["diffusion"] = {"prior": prior}
+    plain, weighted = recipe_from_dict(raw), recipe_from_dict({**raw, "train": {**raw["train"], kind: weight,
                                                                                 "mel_loss_sigma": width}})
     torch.manual_seed(0)
     den = build_denoiser(build_backbone(plain.model, plain.mel), plain.diffusion)
@@ -272,9 +274,10 @@ def test_train_step_adds_the_weighted_mel_loss(tone_dir, width):
         noise = torch.randn((2, 1, n * hop), generator=gen)
         x0, cond = diffusion_inputs(plain, batch["audio"].unsqueeze(1), mel, fn)
         _, x0_hat = den.loss(x0, sigma, noise, with_x0=True, **cond)
-        aux = (mel_loss(fn, x0_hat, mel) / (1 + (sigma / width).square())).mean()
+        per_example = mel_loss(fn, x0_hat, mel) if kind == "mel_loss" else stft_loss(x0_hat, x0)
+        aux = (per_example / (1 + (sigma / width).square())).mean()
     assert aux > 0 and sigma.max() > 0.2  # a noise level at which the two widths weigh differently
-    torch.testing.assert_close(total, base + 2.0 * aux, rtol=1e-5, atol=0)
+    torch.testing.assert_close(total, base + weight * aux, rtol=1e-5, atol=0)
 
 
 def test_stft_loss_is_zero_for_the_crop_itself_and_exact_for_a_gain():
@@ -293,38 +296,3 @@ def test_stft_loss_is_zero_for_the_crop_itself_and_exact_for_a_gain():
     # An error in one band only: the loss grows, and more than a resolution's floor of rounding.
     tone = 0.01 * torch.sin(torch.arange(12 * HOP) * 2 * torch.pi * 3000 / 22050).reshape(1, 1, -1)
     assert (stft_loss(audio + tone, audio) > 1e-3).all()
-
-
-@pytest.mark.parametrize("width", [1.0, 0.1])
-def test_train_step_adds_the_weighted_stft_loss(tone_dir, width):
-    # As the mel loss's test: the same batch, noise levels and noise with and without train.stft_loss; the step's
-    # loss grows by exactly the weight times the mean of stft_loss / (1 + (sigma / mel_loss_sigma)^2).
-    from test_training import TINY
-
-    from audiodiff.factory import build_backbone, build_denoiser
-    from audiodiff.training.loop import step_generator, train_step
-    from audiodiff.training.targets import diffusion_inputs, stft_loss
-
-    raw = {section: dict(values) for section, values in TINY.items()}
-    plain, weighted = recipe_from_dict(raw), recipe_from_dict({**raw, "train": {**raw["train"], "stft_loss": 3.0,
-                                                                                "mel_loss_sigma": width}})
-    torch.manual_seed(0)
-    den = build_denoiser(build_backbone(plain.model, plain.mel), plain.diffusion)
-    fn = MelSpectrogram(plain.mel)
-    n, hop = plain.data.crop_frames, plain.mel.hop_length
-    g = torch.Generator().manual_seed(9)
-    batch = {"audio": 0.1 * torch.randn(2, n * hop, generator=g),
-             "segment": 0.1 * torch.randn(2, plain.mel.segment_length(n), generator=g)}
-    cpu = torch.device("cpu")
-    with torch.no_grad():
-        base = train_step(den, fn, batch, step_generator(0, 3, 0, cpu), cpu, None, plain)
-        total = train_step(den, fn, batch, step_generator(0, 3, 0, cpu), cpu, None, weighted)
-        gen = step_generator(0, 3, 0, cpu)
-        mel = fn(batch["segment"], pad=False)
-        sigma = den.sample_training_sigma(2, generator=gen)
-        noise = torch.randn((2, 1, n * hop), generator=gen)
-        x0, cond = diffusion_inputs(plain, batch["audio"].unsqueeze(1), mel, fn)
-        _, x0_hat = den.loss(x0, sigma, noise, with_x0=True, **cond)
-        aux = (stft_loss(x0_hat, x0) / (1 + (sigma / width).square())).mean()
-    assert aux > 0 and sigma.max() > 0.2  # a noise level at which the two widths weigh differently
-    torch.testing.assert_close(total, base + 3.0 * aux, rtol=1e-5, atol=0)
