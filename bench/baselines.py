@@ -1,7 +1,7 @@
 """Score the systems that need no network (Griffin-Lim and the refinement started from noise) on a split, alone.
 
     python bench/baselines.py --data $DATA/speech-22k/test --seeds 0 1 2 3 [--model default] [--baseline refine]
-        [--metrics reference_distance stoi ...] [--refine-momentum 0] [--out baselines.json]
+        [--metrics reference_distance stoi ...] [--refine 8] [--refine-momentum 0] [--out baselines.json]
 
 `audiodiff eval MODEL DATA --baseline refine` scores a baseline beside a model, which costs a synthesis per file
 (minutes a file on a 2-core CPU). A table measured earlier, with the model alone, gets its baseline column from this
@@ -72,6 +72,7 @@ def main(argv=None) -> None:
     p.add_argument("--data", required=True, help="A folder of recordings or a .txt file list.")
     p.add_argument("--model", default="default", help="Model whose mel preset and refinement are used.")
     p.add_argument("--baseline", choices=copysynth.BASELINES, default="refine")
+    p.add_argument("--refine", type=int, help="Refinement iterations [default: the vocoder's, 32].")
     p.add_argument("--refine-momentum", type=float, help="The refinement's momentum [default: the vocoder's, 0.9]; "
                    "0 gives the plain iterations of tables measured before momentum.")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -79,7 +80,7 @@ def main(argv=None) -> None:
     p.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), choices=M.METRIC_KEYS)
     p.add_argument("--out", type=Path, help="Write every row and summary as JSON.")
     args = p.parse_args(argv)
-    extra = {} if args.refine_momentum is None else {"refine_momentum": args.refine_momentum}
+    extra = {k: v for k, v in (("refine", args.refine), ("refine_momentum", args.refine_momentum)) if v is not None}
     vocoder = Vocoder.from_pretrained(None if args.model == "default" else args.model, device="cpu", **extra)
     files = find_audio_files(args.data, hint="give a folder of recordings or a file list (.txt)")
     files = files[: args.limit] if args.limit else files
