@@ -101,6 +101,12 @@ class Vocoder(InferenceModel):
         """``settings`` are ``SynthesisOptions`` fields (``sampler``, ``steps``, ``refine``, ``max_batch``, ...;
         None: the default), or pass a whole ``options`` value."""
         check_options(settings, OPTIONS, "Vocoder")
+        if model.arch != "diffwave" or not model.conditional:
+            kind = "a mel generator (model.arch unet2d)" if model.arch != "diffwave" else \
+                "a waveform model without mel input (model.conditional: false)"
+            raise AudiodiffError(f"this is {kind}, not a vocoder: it makes its own output from class labels or noise; "
+                                 f"use {'MelGenerator' if model.arch != 'diffwave' else 'WaveGenerator'} "
+                                 f"(audiodiff generate) for it")
         self._init_configs(mel, model, diffusion)
         self.tuned_schedules = dict(tuned_schedules or {})
         self.options = options.replace(**{k: v for k, v in settings.items() if v is not None}) if options else \
@@ -255,7 +261,7 @@ class Vocoder(InferenceModel):
         out = torch.zeros(B, F * hop, device=mel.device)
         ramp = options.overlap_frames * hop
         seed_t = torch.tensor(seed, dtype=torch.int64, device=mel.device)
-        upsample = self.net.upsample if self.model_config.conditional else None
+        upsample = self.net.upsample
 
         # The shaped prior's parameters (audio/prior.py) of the whole mel, sliced per chunk, so chunks agree with
         # whole synthesis; the samplers run in the coordinates L^-1 x (diffusion/denoiser.py).
@@ -266,7 +272,7 @@ class Vocoder(InferenceModel):
             noise = positional_noise(seed_t, offsets, rows)
             x = prior((part.shape[0], 1, part.shape[-1] * hop), float(sigmas[0]), device=part.device,
                       noise_sampler=noise)
-            extra = {"cond": upsample(part)} if upsample is not None else {}
+            extra = {"cond": upsample(part)}
             if not prior_part:
                 return SAMPLERS[sampler](runner, x, sigmas, noise_sampler=noise, extra_args=extra)
             shaped = mel_prior.transform(prior_part[0])

@@ -147,3 +147,19 @@ def test_a_mel_vocoder_is_not_a_generator(tmp_path, capsys):
                    "Vocoder (audiodiff synth) for it\n")
     with pytest.raises(AudiodiffError, match="WaveGenerator needs model.arch diffwave, got 'unet2d'"):
         WaveGenerator(None, MEL, ModelConfig(arch="unet2d"), DiffusionConfig())
+
+
+def test_a_model_without_mel_input_is_refused_as_a_vocoder():
+    # Vocoding with a model that never saw a mel would give audio unrelated to the mel, silently.
+    from audiodiff.audio.mel import MelConfig
+    from audiodiff.config import DiffusionConfig, ModelConfig
+    from audiodiff.errors import AudiodiffError
+    from audiodiff.factory import build_backbone
+    from audiodiff.vocoder import Vocoder
+
+    model = ModelConfig(residual_layers=2, residual_channels=4, dilation_cycle=2, embed_dim=16, conditional=False)
+    with pytest.raises(AudiodiffError) as err:
+        Vocoder(build_backbone(model, MelConfig()), MelConfig(), model, DiffusionConfig())
+    assert str(err.value) == ("this is a waveform model without mel input (model.conditional: false), not a vocoder: "
+                              "it makes its own output from class labels or noise; use WaveGenerator (audiodiff "
+                              "generate) for it")
