@@ -18,9 +18,9 @@ last band: the mel says nothing above its ``fmax``, where the noise stays at the
 by cepstral liftering (``LIFTER`` coefficients) so that the harmonics the low bands resolve do not become the
 noise's. The floor bounds ``L^-1`` (the loss's weighting) by ``1 / floor``, as PriorGrad's floor does.
 
-A first energy version used the RMS itself (std about 0.1 in loud speech, floor 0.01): the network then met every
-noise level 20 dB lower than the schedule's, and after 5 minutes of training its 6-step output kept white noise
-above 4 kHz, 2-3 nats over the recording's mel there, and scored worse than Griffin-Lim (docs/quality.md).
+Why a reference level and not the RMS itself (about 0.1 in loud speech): that std would scale every noise level
+of the schedule down by about 20 dB, so the network would not meet the levels the schedule is designed for; it
+scores worse (``docs/quality.md``).
 
 The diffusion core only sees the transform (``apply``, ``whiten``): ``Denoiser`` works in the coordinates
 ``L^-1 x`` (``diffusion/denoiser.py``). ``MelPrior`` builds it from a mel, and slices a whole mel's parameters for

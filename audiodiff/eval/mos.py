@@ -16,7 +16,7 @@ is better; ``None`` when the package is missing (``pip install 'audiodiff[metric
 
 Clip length: DNSMOS scores 9.01 s windows (a shorter clip is tiled to 9.01 s by ``speechmos``, hop 1 s) and
 DistillMOS 7.68 s windows (zero-padded; longer clips are averaged over overlapping windows), so scores of clips
-under ~3 s say less than the numbers suggest. Measured on a shared 2-core CPU: DNSMOS ~1.2 s per clip of up to
+under ~3 s say less than the numbers suggest. Cost on a shared 2-core CPU: DNSMOS ~1.2 s per clip of up to
 10 s; DistillMOS ~0.1 s per clip under 7.68 s plus ~0.2 s to load its weights.
 """
 

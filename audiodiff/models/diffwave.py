@@ -35,8 +35,8 @@ class MelUpsampler(nn.Module):
 
     The parameters are ``nn.ConvTranspose2d``'s (so checkpoints keep their layout), but a stage is computed as
     what it is: each output sample is the sum of two kernel columns times two neighbouring input frames, over
-    three mel bands. cuDNN's one-channel transposed convolution took 15% of a training step on an H100
-    (``docs/performance.md``); these products and shifted additions take a fraction of that."""
+    three mel bands, because cuDNN's one-channel transposed convolution is slow on a GPU and these products and
+    shifted additions are not (``docs/performance.md``)."""
 
     def __init__(self, hop_length: int):
         super().__init__()
@@ -66,9 +66,10 @@ class MelUpsampler(nn.Module):
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         if torch.compiler.is_compiling():
-            # Not compiled: inside a compiled training step Inductor fused the upsampler into every layer's
-            # concatenation and recomputed it 30 times (docs/performance.md); run eagerly it is computed once.
-            # (Disabled here, not by a decorator, which would import torch._dynamo, 2 s, with this module.)
+            # Not compiled: inside a compiled training step Inductor fuses the upsampler into every layer's
+            # concatenation and recomputes it once per layer (docs/performance.md); run eagerly it is computed once.
+            # (Disabled here, not by a decorator, which would import torch._dynamo, slow to import, with this
+            # module.)
             return torch.compiler.disable(self._upsample)(mel)
         return self._upsample(mel)
 

@@ -251,8 +251,8 @@ def build_data(recipe: Recipe, data_path: str, run_dir: Path, dist, progress: bo
 
 def for_training(net: torch.nn.Module, tc, dist) -> torch.nn.Module:
     """``net`` as the training step calls it: compiled (GPU only) and wrapped for DDP across processes."""
-    # compile only on a GPU: the channels-last layers are 2.2x faster compiled there (docs/performance.md); on the
-    # CPU the compile time outweighs the gain for the short runs people make there.
+    # compile only on a GPU, where compiled channels-last layers are faster (docs/performance.md); on the CPU the
+    # compile time outweighs the gain for the short runs people make there.
     model = torch.compile(net) if tc.compile and dist.device.type == "cuda" else net
     if dist.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dist.device.index]
