@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Issue 19's ablation in ONE device call of at most 10 minutes: six variants trained from scratch on the same data
+# An ablation in ONE device call of at most 10 minutes: six variants trained from scratch on the same data
 # for the same wall-clock, side by side on one GPU, then raw (and, from the same pass, refined) output at 2, 6 and
 # 50 steps on the first 16 files of both test splits.
 #
 #   bench/ablation.sh stage                    here, once: stages .data/ and .whl/ and prints the device call
 #   bench/ablation.sh run                      on the device (run with carry [".whl", ".data"], timeout_s 600)
 #   bench/ablation.sh unpack FILES_AT DEST     here: untars what came back into DEST/<variant>/
-#   python bench/ablation_render.py score DEST/<variant>/renders --data ../shared/data/speech-22k/test \
-#       ../shared/data/speech-16k-multi/test --out DEST/<variant>/scores.json     (every metric, raw and refined)
+#   python bench/ablation_render.py score DEST/<variant>/renders --data $DATA/speech-22k/test \
+#       $DATA/speech-16k-multi/test --out DEST/<variant>/scores.json     (every metric, raw and refined)
 #
 # Variants (VARIANTS picks a subset, COMBO replaces the last one's settings):
 #   plain     recipes/speech.yaml as it is
@@ -16,7 +16,7 @@
 #   mel       + train.mel_loss=1
 #   stft      + train.stft_loss=1
 #   combo     + diffusion.prior=envelope + train.mel_loss=1: the best guess (the mel loss was the one change that
-#             helped in the 2026-12-02 runs, docs/quality.md; the envelope prior is SpecGrad's gain over PriorGrad)
+#             helped in docs/quality.md's runs; the envelope prior is SpecGrad's gain over PriorGrad)
 #
 # The plan and its arithmetic (H100/H200, recipes/speech.yaml, batch 16, compiled, bf16; docs/benchmarks.md,
 # docs/quality.md):
@@ -31,8 +31,8 @@
 #   warm-up from what is left (it counts the loop's own time; the 25 s of start-up before it are subtracted; a
 #   trainer still running 45 s after its share is stopped with SIGTERM, on which it saves a checkpoint). With
 #   ~30 s of it spent tracing and loading the cached kernels, ~305 s at ~5.5 steps/s: about 1,700 steps per
-#   variant, short of the issue's 8-10 minutes alone on the GPU (~11,000 steps), and longer than the 1,600 steps
-#   that were too short to decide on 2026-12-02. A warm machine keeps runs/: `bench/ablation.sh run` again
+#   variant, short of 8-10 minutes alone on the GPU (~11,000 steps), and longer than the 1,600 steps
+#   of docs/quality.md's runs, which were too short to decide. A warm machine keeps runs/: `bench/ablation.sh run` again
 #   resumes every variant for another TRAIN (max_minutes grows by it) and renders again.
 # - Rendering: 4 s from each of 32 files (16 per split) at 2 + 6 + 50 steps is ~7,400 audio-seconds of network
 #   evaluation per variant; at ~360x real time per 6 steps (docs/performance.md) that is ~3 s of GPU, the rest
@@ -107,7 +107,7 @@ run() {
   T0=$(date +%s)
   OUT=${OUT:-$root/out}
   mkdir -p "$OUT/ablation" runs
-  if [ -z "${SKIP_PIP:-}" ]; then  # the prefix line of ../shared/device/prep
+  if [ -z "${SKIP_PIP:-}" ]; then  # the staged wheels, installed offline
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
       .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 || exit 1
   fi

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Every copy-synthesis figure of the bundled model's card, in parallel processes (one GPU, many CPU cores: the
 # metrics run on the CPU). Usage: bench/copysynth_suite.sh MODEL_DIR DATA_ROOT OUT_DIR [REFINE] [LIMIT] [PART]
-#   DATA_ROOT holds speech-22k/test and speech-16k-multi/test (../shared/data, or what device/prep staged);
+#   DATA_ROOT holds speech-22k/test and speech-16k-multi/test;
 #   REFINE is the number of mel-consistency iterations of the refined rows (default 32, the Vocoder's; raw rows: 0);
-#   LIMIT the first files of each split (default 0: all 24 and 20; the tables before 2026-11-23 used 16);
+#   LIMIT the first files of each split (default 0: all 24 and 20);
 #   PART: all (default), seeds (the default rows with seeds $SEEDS, next to Griffin-Lim with the same seeds) or
 #   other (raw, 50 steps, full band). On an H100 machine with 16 cores: seeds about 8 minutes, other about 3.
 # F0 RMSE turns on a few frames of a few files, so the default rows and Griffin-Lim run with several seeds

@@ -1,7 +1,7 @@
 """Train the spoken-digit classifier of bench/digits.py on real recordings, and score generated digits.
 
-    python bench/digits_classifier.py --data ../shared/data/digits-8k --epochs 8 --out runs/digit-clf
-    python bench/digits_classifier.py --data ../shared/data/digits-8k --model runs/digit-clf \
+    python bench/digits_classifier.py --data $DATA/digits-8k --epochs 8 --out runs/digit-clf
+    python bench/digits_classifier.py --data $DATA/digits-8k --model runs/digit-clf \
         --score gen/w1 gen/w3 --json scores.json
 
 Each ``--score`` folder holds generated clips named ``DIGIT_*.wav`` (the digit they were conditioned on); give one

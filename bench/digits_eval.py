@@ -1,7 +1,7 @@
 """Score a class-conditional digit generator: accuracy and Frechet distance per guidance scale, next to ceilings.
 
     python bench/digits_eval.py --generator runs/digits-export --vocoder runs/digits-vocoder-export \
-        --classifier runs/digit-clf --data ../shared/data/digits-8k --guidance 1 2 3 4 --per-class 50 --out gen/
+        --classifier runs/digit-clf --data $DATA/digits-8k --guidance 1 2 3 4 --per-class 50 --out gen/
 
 For each guidance scale, ``--per-class`` mels per digit are sampled, vocoded (``--vocoder``, or Griffin-Lim), and
 classified by the classifier of ``bench/digits_classifier.py`` (trained on real recordings, the same take split).

@@ -13,8 +13,8 @@ the output ("as defined"). Two things make that figure turn on a few frames (doc
   scores both systems on those same frames.
 
 Outputs of recordings made below the model's rate are limited to the recording's band first, as `audiodiff eval`
-does. pYIN runs in parallel worker processes (--workers; it dominates the time): both test splits, four seeds,
-two processes of 7-8 workers each took 7 minutes on a 16-core H100 machine.
+does. pYIN runs in parallel worker processes (--workers; it dominates the time): both test splits with four
+seeds take minutes on a 16-core machine with two processes of 7-8 workers each.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, nargs="+", default=[6, 50])
     ap.add_argument("--limit", type=int, default=16)
     ap.add_argument("--refine", type=int, help="mel-consistency iterations (0: the network's raw output, as the "
-                    "reference rows of REFERENCE.md) [default: the Vocoder's]")
+                    "reference DiffWave's rows of docs/benchmarks.md) [default: the Vocoder's]")
     ap.add_argument("--weights", choices=["ema", "model"], default="ema",
                     help="with --run: the EMA of the weights (what export writes) or the trained weights themselves")
     ap.add_argument("--out")

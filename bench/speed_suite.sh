@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Every speed figure of docs/benchmarks.md and docs/performance.md in one command, on one GPU.
 # Usage: bench/speed_suite.sh DATA_ROOT OUT_DIR [PART]
-#   DATA_ROOT holds speech-22k/test (../shared/data, or what device/prep staged): the clips' mel is that of
+#   DATA_ROOT holds speech-22k/test: the clips' mel is that of
 #   LJ001-0027 tiled to 10 s. PART: all (default), synth (synthesis and the layer kernel, the bundled model) or
 #   train (training steps/s at batch 16 and 32, compiled, bf16). Each bench writes OUT_DIR/NAME.json and prints
-#   its rows; the reference DiffWave's rows (REFERENCE.md) are in docs/benchmarks.md beside ours.
+#   its rows; docs/benchmarks.md has the reference DiffWave's rows beside ours.
 #   CLIP_SECONDS (default 10) and REPEATS (default 5) shorten a smoke run; TRAIN_STEPS (default 100) likewise.
 set -euo pipefail
 data=$1 out=$2 part=${3:-all}

@@ -18,9 +18,9 @@ import os
 from pathlib import Path
 
 # Intra-op threads (see the docstring), one by default. Idle OpenMP threads sleep instead of spinning: on a small CPU
-# shared with other jobs (or the suite's own subprocesses) two spinning threads made tiny models 10-30x slower than
-# one (tests/test_samplers.py with 2 threads: 31 s spinning, 2.5 s passive, 2.3 s with 1 thread); only the waiting
-# changes, not the arithmetic. Set before numpy and torch load; subprocesses (CLI, torchrun) inherit both.
+# shared with other jobs (or the suite's own subprocesses) spinning threads make tiny models many times slower than
+# one thread; only the waiting changes, not the arithmetic. Set before numpy and torch load; subprocesses (CLI,
+# torchrun) inherit both.
 THREADS = os.environ.get("AUDIODIFF_TEST_THREADS") or os.environ.get("OMP_NUM_THREADS") or "1"
 if not THREADS.isdigit() or int(THREADS) < 1:
     raise RuntimeError(f"AUDIODIFF_TEST_THREADS (or OMP_NUM_THREADS) is {THREADS!r}; expected a whole number >= 1")
@@ -36,7 +36,8 @@ torch.set_num_threads(int(THREADS))
 
 # Without CUDA the fused-kernel tests run in Triton's interpreter, which Triton switches on only if the variable is
 # set when it is first imported; anything that imports torch._dynamo imports triton, so it is set before any test
-# module is collected (a test module importing it first used to turn tests/test_kernels.py into a silent skip).
+# module is collected (otherwise a test module importing it first would turn tests/test_kernels.py into a silent
+# skip).
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 

@@ -249,7 +249,7 @@ def test_full_disk_keeps_the_earlier_output(name, tmp_path, inputs, tmpfs, capsy
 
 
 def test_synth_to_a_full_disk_leaves_no_partial_file(tmp_path, inputs, tmpfs, capsys):
-    """Without an earlier file nothing is left (it used to leave a truncated wav whose header looked valid)."""
+    """Without an earlier file nothing is left (not a truncated wav whose header looks valid)."""
     folder = tmpfs(tmp_path / "out")
     fill(folder, leave=4096)  # one page; the wav takes 4,140 bytes
     code, _, err = run_cli(capsys, "synth", inputs["mel"], folder / "out.wav", "--model", inputs["model"],

@@ -1,7 +1,7 @@
-"""Inference input that used to turn into silent garbage or a traceback (issue 17, items 7-10): mels of another
-convention, non-finite audio and weights, zero counts, files that are not mels, bad devices, seeds and keywords,
-Ctrl-C during start-up, memory bounded by ``max_batch``, and unreadable files in ``eval``. Every refusal is one
-``AudiodiffError`` line; the CLI prints it as ``error: ...`` and exits 1 (click's range errors exit 2)."""
+"""Inference input that must be refused with one clear line, not turned into silent garbage or a traceback: mels
+of another convention, non-finite audio and weights, zero counts, files that are not mels, bad devices, seeds and
+keywords, Ctrl-C during start-up, memory bounded by ``max_batch``, and unreadable files in ``eval``. Every refusal
+is one ``AudiodiffError`` line; the CLI prints it as ``error: ...`` and exits 1 (click's range errors exit 2)."""
 
 from __future__ import annotations
 

@@ -22,9 +22,9 @@ from test_reliability import assert_one_error_line, corpus, run_cli, write_recip
 
 SAMPLERS = "ddim, ddpm, dpmpp, fast, heun, pc"
 
-# The bad values of issue 17, item 6, and the one line each now gives (after "error: "). Before, the first five
-# failed after config.yaml existed (and the corrected command was refused), the sampler trained to the end and failed
-# at export, and the rest failed inside training or, for max_steps -1, exited 0.
+# Bad recipe values and the one line each gives (after "error: "). Each is refused before the run directory exists,
+# so that the corrected command then runs in the same directory, and before any training (a bad sampler would
+# otherwise show only at export, and max_steps -1 would exit 0 having done nothing).
 ISSUE_CASES = {
     "diffusion.schedule=cosin": "recipe key diffusion.schedule: 'cosin' is not one of linear, cosine; did you mean "
                                 "'cosine'?",
