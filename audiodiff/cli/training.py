@@ -1,0 +1,52 @@
+"""``audiodiff train`` and ``audiodiff export``: train (or resume) a run from a recipe, export its EMA weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("recipe", type=click.Path(path_type=Path))
+@click.option("--data", "data", type=click.Path(path_type=Path), help="Audio folder (recursive) or file list; "
+              "overrides data.path and $AUDIODIFF_DATA.")
+@click.option("--run-dir", type=click.Path(path_type=Path), help="Where checkpoints, logs and config.yaml go "
+              "[default: runs/<recipe name>]. An existing run there is resumed.")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override a recipe value, e.g. --set train.batch_size=8 (repeatable).")
+@click.option("--init", "init", metavar="MODEL_DIR|pretrained",
+              help="Fine-tune: start from an exported model's weights (same model and mel settings) or from the "
+                   "bundled vocoder; same as --set train.init=...")
+@click.option("--device", help="cpu, cuda or cuda:N [default: cuda if available].")
+@click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
+def train(recipe: Path, data, run_dir, overrides, init, device, no_progress):
+    """Train (or resume) a model from a YAML RECIPE.
+
+    Checkpoints are written atomically every train.checkpoint_every steps; run the same command again to
+    resume after an interruption. Ctrl-C saves a checkpoint before exiting. TensorBoard logs are in
+    RUN_DIR/logs (validation audio and spectrograms included).
+    """
+    from audiodiff.config import load_recipe
+    from audiodiff.training import train as run_training
+
+    extra = list(overrides) + ([f"data.path={data}"] if data else []) + ([f"train.init={init}"] if init else [])
+    cfg = load_recipe(recipe, extra)
+    run_dir = run_dir or Path("runs") / recipe.stem
+    last = run_training(cfg, run_dir, device=device, progress=not no_progress)
+    click.echo(f"done: checkpoint {last}; export it with `audiodiff export {run_dir} OUT_DIR`")
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.option("--checkpoint", type=click.Path(path_type=Path), help="A specific checkpoint [default: newest].")
+@click.option("--fp16", is_flag=True, help="Store the weights in half precision (half the size).")
+@click.option("--vocoder", type=click.Path(path_type=Path),
+              help="Spectrogram generators only: an exported vocoder with the same mel settings, stored as the "
+                   "generator's paired vocoder (OUT_DIR/vocoder), which `audiodiff generate` uses by default.")
+def export(run_dir, out_dir, checkpoint, fp16, vocoder):
+    """Export the EMA weights of a training run as a model directory (config.json + model.safetensors)."""
+    from audiodiff.training import export as run_export
+
+    click.echo(f"exported {run_export(run_dir, out_dir, checkpoint, fp16, vocoder)}")
