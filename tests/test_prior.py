@@ -11,7 +11,7 @@ import torch
 from conftest import tiny_net
 
 from audiodiff.audio.mel import MelConfig, MelSpectrogram, mel_config
-from audiodiff.audio.prior import prior_std
+from audiodiff.audio.prior import MelPrior, prior_std
 from audiodiff.config import DiffusionConfig, ModelConfig, recipe_from_dict
 from audiodiff.diffusion import Denoiser, DiscreteSchedule, linear_betas, prior, sigmas_for
 from audiodiff.diffusion.denoiser import Diagonal
@@ -52,14 +52,13 @@ def test_frame_rms_follows_the_level_frame_by_frame():
 def test_prior_std_is_floored_interpolated_and_none_without_a_prior():
     fn = MelSpectrogram(MelConfig())
     mel = fn(torch.cat([torch.zeros(11025), 0.3 * torch.randn(11025, generator=torch.Generator().manual_seed(2))]))
-    std = prior_std(fn, mel.unsqueeze(0), "energy", 0.1, 0.1)
+    std = prior_std(fn, mel.unsqueeze(0), 0.1, 0.1)
     assert std.shape == (1, 1, mel.shape[-1] * HOP)
     assert std.min().item() == pytest.approx(0.1)  # digital silence sits on the floor
     assert std.max().item() == pytest.approx(1.0)  # noise at 0.3 RMS is above the 0.1 level: the plain std
-    half = prior_std(fn, fn(0.05 * torch.randn(22050, generator=torch.Generator().manual_seed(3)))[None], "energy",
-                     0.1, 0.1)
+    half = prior_std(fn, fn(0.05 * torch.randn(22050, generator=torch.Generator().manual_seed(3)))[None], 0.1, 0.1)
     assert 0.4 < half[0, 0, 4 * HOP: -4 * HOP].mean().item() < 0.6  # RMS 0.05 at level 0.1: std about 1/2
-    assert prior_std(fn, mel.unsqueeze(0), "none", 0.1, 0.1) is None
+    assert MelPrior.from_config(DiffusionConfig(), fn) is None  # prior: none
     # Linear between frame centres: no jump larger than one frame's change spread over a hop.
     steps = std[0, 0].diff().abs()
     assert steps.max().item() <= (1.0 - 0.1) / HOP * 1.01

@@ -40,15 +40,16 @@ PRIORS = ("none", "energy", "envelope")
 LIFTER = 24  # cepstral coefficients kept: 1.1 ms at 22.05 kHz, below any speaking voice's period
 
 
-def prior_std(mel_fn, mel: torch.Tensor, kind: str, floor: float, level: float) -> torch.Tensor | None:
-    """``mel [B, n_mels, F]`` -> per-sample noise std ``[B, 1, F * hop]`` in ``[floor, 1]``, or None for ``kind``
-    "none"."""
-    if kind == "none":
-        return None
-    if kind != "energy":
-        raise AudiodiffError(f"diffusion.prior: {kind!r} is not one of {', '.join(PRIORS)}")
+def frame_std(mel_fn, mel: torch.Tensor, floor: float, level: float) -> torch.Tensor:
+    """``mel [B, n_mels, F]`` -> the energy prior's std of each frame ``[B, F]``: the frame's RMS over ``level``,
+    clamped to ``[floor, 1]``. The envelope prior scales its responses by the same value."""
+    return (mel_fn.frame_rms(mel) / level).clamp(min=floor, max=1.0)
+
+
+def prior_std(mel_fn, mel: torch.Tensor, floor: float, level: float) -> torch.Tensor:
+    """``mel [B, n_mels, F]`` -> the energy prior's per-sample noise std ``[B, 1, F * hop]`` in ``[floor, 1]``."""
     hop = mel_fn.config.hop_length
-    rms = (mel_fn.frame_rms(mel) / level).clamp(min=floor, max=1.0)  # [B, F]
+    rms = frame_std(mel_fn, mel, floor, level)  # [B, F]
     # Frame f is centred on sample (f + 1/2) hop for both presets' framing as the upsampler aligns it; the
     # interpolation holds the edge values beyond the first and last centres.
     return torch.nn.functional.interpolate(rms.unsqueeze(1), scale_factor=hop, mode="linear", align_corners=False)
@@ -81,7 +82,7 @@ def envelope_gains(mel_fn, mel: torch.Tensor, floor: float, level: float) -> tor
         log_env = torch.fft.rfft(cep * keep[:, None], dim=-2).real  # [B, K, F]: the smoothed envelope
         power = (log_env - log_env.amax(-2, keepdim=True)).exp()
         shape = (power / power.mean(-2, keepdim=True)).sqrt()  # unit mean square over the bins
-        g = (mel_fn.frame_rms(mel) / level).clamp(min=floor, max=1.0)  # [B, F]: the energy prior's std
+        g = frame_std(mel_fn, mel, floor, level)  # [B, F]: the energy prior's std
         return (g.unsqueeze(-2) * shape).clamp(min=floor)
 
 
@@ -106,7 +107,7 @@ class MelPrior:
         """``mel [B, n_mels, F]`` -> ``std [B, 1, F * hop]`` (energy) or responses ``[B, 2 hop + 1, F]``
         (envelope): the tensor a chunk slices on its last axis."""
         if self.kind == "energy":
-            return prior_std(self.mel_fn, mel, "energy", self.floor, self.level)
+            return prior_std(self.mel_fn, mel, self.floor, self.level)
         return envelope_gains(self.mel_fn, mel, self.floor, self.level)
 
     def chunk(self, params: torch.Tensor, a: int, e: int) -> torch.Tensor:
