@@ -58,6 +58,9 @@ SECONDS_PER_FILE=${SECONDS_PER_FILE:-4}
 TRAIN_DATA=.data/speech-22k/train
 TESTS=".data/speech-22k/test .data/speech-16k-multi/test"
 EXTRA_SETS=${EXTRA_SETS:-}  # appended to every training command (a CPU dry run: a tiny model, no compile)
+TRAIN_MINUTES=${TRAIN_MINUTES:-}  # a fixed training time per variant (a time-to-quality run) instead of what is left
+SPEED=${SPEED:-}  # set: bench/train_speed.py (compiled, 200 steps) of every variant after rendering, one at a time
+SPEED_S=${SPEED_S:-110}  # the seconds kept for it
 
 settings() {
   case "$1" in
@@ -125,7 +128,15 @@ run() {
   # 2. Train every variant side by side for the same wall-clock (resuming, on a warm machine, those that exist).
   local now left minutes pids=() v
   now=$(date +%s)
-  left=$(( T0 + LIMIT - now - RENDER_S - MARGIN_S - 25 ))  # 25 s: a trainer's start-up before its loop
+  local speed_reserve=0
+  [ -n "$SPEED" ] && speed_reserve=$SPEED_S
+  left=$(( T0 + LIMIT - now - RENDER_S - MARGIN_S - 25 - speed_reserve ))  # 25 s: a trainer's start-up
+  if [ -n "$TRAIN_MINUTES" ]; then
+    local fixed
+    fixed=$(python3 -c "print(int($TRAIN_MINUTES * 60))")
+    [ "$fixed" -le "$left" ] || { log "TRAIN_MINUTES=$TRAIN_MINUTES needs $fixed s, only $left s left: stopping"; exit 1; }
+    left=$fixed
+  fi
   [ "$left" -gt 60 ] || { log "only $left s left for training: stopping"; exit 1; }
   for v in $VARIANTS; do
     local done_min=0
@@ -167,6 +178,16 @@ PY
     pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p"; log "renderer $p exited ($?)"; done
+
+  # 3b. Training cost per step, each variant alone on the GPU (the compiled backbone's cache is warm).
+  if [ -n "$SPEED" ]; then
+    for v in $VARIANTS; do
+      # shellcheck disable=SC2046
+      timeout $(( SPEED_S / $(echo $VARIANTS | wc -w) )) python3 bench/train_speed.py --compile --steps 200 \
+        $(settings "$v") --out "$OUT/ablation/speed-$v.json" > "$OUT/ablation/speed-$v.log" 2>&1
+      log "speed $v (rc $?): $(tail -1 "$OUT/ablation/speed-$v.log")"
+    done
+  fi
 
   # 4. One tar per variant (under 16 MB: 2-step rows dropped if need be), one for the plan and logs.
   for v in $VARIANTS; do
