@@ -138,6 +138,7 @@ class AudioCrops(Dataset):
     def _index(self, files, labels, progress) -> list[int]:
         """Screen the files from their headers (``self.source``: reads crops from disk)."""
         manifest = files if isinstance(files, Manifest) else scan(files, progress=progress)
+        rows = np.arange(len(files)) if isinstance(files, Manifest) else manifest.kept  # manifest row -> labels
         self.skipped = list(manifest.skipped)
         keep, lengths = [], []
         for i, n in enumerate(manifest.samples_at(self.mel.sample_rate)):
@@ -147,9 +148,8 @@ class AudioCrops(Dataset):
                 lengths.append(n)
             else:
                 self.skipped.append((manifest.path(i), reason))
-        manifest = manifest.select(keep)
-        self.source = DiskAudio(manifest, self.mel.sample_rate)
-        rows = manifest.kept
+        self.source = DiskAudio(manifest.select(keep), self.mel.sample_rate)
+        rows = rows[keep]
         self.labels = np.asarray(labels, np.int64)[rows] if labels is not None else np.full(len(rows), -1)
         return lengths
 
