@@ -67,7 +67,7 @@ class AudioCrops(Dataset):
         self.skipped: list[tuple[str, str]] = []
         self.clipping: list[str] = []
         self.audio, self.source = None, None
-        count = len(files)
+        count = len(files) + len(files.skipped) if isinstance(files, Manifest) else len(files)
         lengths = self._load(files, labels, progress) if preload else self._index(files, labels, progress)
         if report and self.skipped:
             listing = "; ".join(f"{p} ({r})" for p, r in self.skipped)
@@ -108,6 +108,7 @@ class AudioCrops(Dataset):
             from tqdm import tqdm
             iterator = tqdm(paths, desc="loading audio", unit="file", leave=False)
         self.audio, self.labels, self.files, lengths = [], [], [], []
+        self.skipped = list(files.skipped) if isinstance(files, Manifest) else []  # what its scan left out
         for i, path in enumerate(iterator):
             reason = probe(path)
             audio = None
