@@ -128,7 +128,8 @@ def check_before_writing(recipe: Recipe, world: int) -> None:
 
 
 def train(recipe: Recipe, run_dir: str | Path, *, device: str | None = None, progress: bool = True) -> Path:
-    """Train (or resume) in ``run_dir``; returns the path of the last checkpoint. Everything checkable is checked
+    """Train (or resume) in ``run_dir``; returns the path of the last checkpoint (None in processes other than
+    rank 0 of a distributed run, which write nothing). Everything checkable is checked
     before anything is written, and ``run_dir`` is locked for the whole run (``lock.py``): a second trainer there
     stops at once with an error naming this one."""
     run_dir = Path(run_dir)
@@ -207,7 +208,7 @@ def _train(recipe: Recipe, run_dir: Path, dist: distributed.Dist, data_path: str
         if st.stop_signal is not None:
             raise Interrupted(f"stopped by signal {st.stop_signal} at step {st.step}; checkpoint {st.checkpoint}; "
                               f"run the same command to resume")
-    return st.checkpoint
+    return st.checkpoint if dist.main else None
 
 
 def for_training(net: torch.nn.Module, tc, dist) -> torch.nn.Module:
@@ -234,10 +235,13 @@ def skip_step(st: TrainState, fault: str, value, opt, tc) -> None:
 
 
 def save(st: TrainState, model: Trainable, scaler, recipe: Recipe, run_dir: Path, dist) -> None:
-    """Write the checkpoint of ``st.step`` (the main process only; every process records the step as saved)."""
+    """Write the checkpoint of ``st.step`` (the main process only; every process records it as saved, so that
+    their messages name it)."""
     if dist.main:
         st.checkpoint = ckpt.save_checkpoint(checkpoint_state(st, model, scaler, recipe), run_dir, st.step,
                                              recipe.train.keep_checkpoints)
+    else:
+        st.checkpoint = ckpt.checkpoint_path(run_dir, st.step)
     st.saved_step = st.step
 
 
