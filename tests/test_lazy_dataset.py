@@ -5,6 +5,7 @@ memory that does not hold the audio; header-only screening; and data.preload: au
 
 from __future__ import annotations
 
+import logging
 import pickle
 
 import librosa
@@ -15,7 +16,7 @@ import torch
 
 from audiodiff.audio.mel import mel_config
 from audiodiff.data import AudioCrops, Manifest, scan
-from audiodiff.training.data import PRELOAD_LIMIT, make_loader, should_preload
+from audiodiff.training.data import PRELOAD_LIMIT, make_loader, report_rates, should_preload
 from audiodiff.training.distributed import Dist
 
 from conftest import SR, harmonic, rel_l2, write_wav
@@ -123,3 +124,24 @@ def test_preload_auto_preloads_small_corpora_only():
     assert should_preload("auto", small, SR) and not should_preload("auto", large, SR)
     assert 4 * large.samples_at(SR).sum() > PRELOAD_LIMIT  # 50 h is 15.9 GB of float32
     assert should_preload(True, large, SR) and not should_preload(False, small, SR)
+
+
+@pytest.mark.parametrize("preload", [True, False])
+def test_files_below_the_training_rate_are_reported_with_what_the_mel_shows(tmp_path, caplog, preload):
+    write_wav(tmp_path / "full.wav", harmonic(0.5))
+    write_wav(tmp_path / "narrow.wav", harmonic(0.5, sr=16000), sr=16000)
+    files = sorted(tmp_path.glob("*.wav"))
+    caplog.set_level(logging.INFO, logger="audiodiff")
+    for preset, level, says in (("hifigan", logging.WARNING, "the mel stops at 8 kHz, so it cannot show"),
+                                ("diffwave", logging.INFO, "the mel (to 11.025 kHz) shows it")):
+        caplog.clear()
+        ds = AudioCrops(files, mel_config(preset), N, preload=preload)
+        assert ds.rates.tolist() == [SR, 16000]
+        report_rates(ds, mel_config(preset))
+        (record,) = caplog.records
+        assert record.levelno == level and says in record.getMessage()
+        assert "1 of 2 files (0.0 h) are below 22050 Hz (the lowest 16000 Hz) and hold nothing above 8 kHz" \
+            in record.getMessage()
+    caplog.clear()
+    report_rates(AudioCrops(files[:1], mel_config("hifigan"), N, preload=preload), mel_config("hifigan"))
+    assert not caplog.records  # one rate: nothing to say

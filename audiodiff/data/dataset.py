@@ -9,8 +9,9 @@ disk when drawn (``reader.py``, from a ``manifest.py`` manifest), so memory is b
 the item stream is the same: the crop of item ``i`` depends on ``(seed, i)`` and the file lengths only.
 
 Screening. Unreadable, empty, truncated, silent and too-short files and files with non-finite samples are skipped
-and listed once in a warning (lazily: those a header shows; see ``manifest.py``); stereo is mixed down and other rates resampled. Clipping files are kept (a vocoder
-should reproduce what it is given) and listed once in a note. Cases tested: docs/reliability.md.
+and listed once in a warning (read lazily: those that a header shows, see ``manifest.py``); stereo is mixed down and
+other rates resampled. Clipping files are kept (a vocoder should reproduce what it is given) and listed once in a
+note. Cases tested: docs/reliability.md.
 
 Alignment. Each file is reflect-padded once as the mel front end pads it. For a crop of ``N`` frames starting at
 frame ``k`` the item holds ``audio = x[k * hop : (k + N) * hop]`` and ``segment``, the padded samples
@@ -28,6 +29,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import soundfile as sf
 import soxr
 import torch
 from torch.utils.data import Dataset, Sampler
@@ -83,6 +85,7 @@ class AudioCrops(Dataset):
                 if self.skipped else "no audio files given"
             )
         self.lengths = np.asarray(lengths, np.int64)  # [files] samples at the training rate, short ones padded
+        # self.rates: [files] each file's own sample rate (below the training rate: no content above its Nyquist)
         self.frames = np.array([mel.num_frames(int(n)) for n in self.lengths])
         starts = self.frames - crop_frames + 1  # number of valid start frames per file
         self.weights = starts / starts.sum()
@@ -107,7 +110,7 @@ class AudioCrops(Dataset):
         if progress:
             from tqdm import tqdm
             iterator = tqdm(paths, desc="loading audio", unit="file", leave=False)
-        self.audio, self.labels, self.files, lengths = [], [], [], []
+        self.audio, self.labels, self.files, lengths, rates = [], [], [], [], []
         self.skipped = list(files.skipped) if isinstance(files, Manifest) else []  # what its scan left out
         for i, path in enumerate(iterator):
             reason = probe(path)
@@ -132,8 +135,10 @@ class AudioCrops(Dataset):
             self.audio.append(np.pad(audio, mel.pad, mode="reflect"))
             self.labels.append(int(labels[i]) if labels is not None else -1)
             self.files.append(str(path))
+            rates.append(int(files.rates[i]) if isinstance(files, Manifest) else sf.info(str(path)).samplerate)
             lengths.append(len(audio))
         self.labels = np.array(self.labels, np.int64)
+        self.rates = np.array(rates, np.int64)
         return lengths
 
     def _index(self, files, labels, progress) -> list[int]:
@@ -150,6 +155,7 @@ class AudioCrops(Dataset):
             else:
                 self.skipped.append((manifest.path(i), reason))
         self.source = DiskAudio(manifest.select(keep), self.mel.sample_rate)
+        self.rates = self.source.manifest.rates
         rows = rows[keep]
         self.labels = np.asarray(labels, np.int64)[rows] if labels is not None else np.full(len(rows), -1)
         return lengths

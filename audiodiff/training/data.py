@@ -103,9 +103,30 @@ def build_data(recipe: Recipe, data_path: str, run_dir: Path, dist, progress: bo
     dataset = AudioCrops(train_files, recipe.mel, d.crop_frames, seed=seed, labels=train_labels,
                          progress=progress and dist.main, pad_short=d.pad_short, speed_perturb=d.speed_perturb,
                          preload=preload, report=dist.main)
+    if dist.main:
+        report_rates(dataset, recipe.mel)
     valid_set = AudioCrops(valid_files, recipe.mel, d.crop_frames, seed=seed + 1, labels=valid_labels,
                            pad_short=d.pad_short, report=dist.main) if len(valid_files) else None
     return dataset, valid_set
+
+
+def report_rates(dataset: AudioCrops, mel) -> None:
+    """Say how many files are below the training rate, and whether the mel can show the band they lack."""
+    low = dataset.rates < mel.sample_rate
+    if not low.any():
+        return
+    lowest = int(dataset.rates[low].min())
+    hours = float(dataset.lengths[low].sum() / mel.sample_rate / 3600)
+    fmax = mel.fmax if mel.fmax is not None else mel.sample_rate / 2
+    what = f"{low.sum()} of {dataset.num_files} files ({hours:.1f} h) are below {mel.sample_rate} Hz (the lowest " \
+           f"{lowest} Hz) and hold nothing above {lowest / 2000:g} kHz"
+    if fmax > lowest / 2:
+        log.info("data: %s; the mel (to %g kHz) shows it, so the model learns that band from the mel", what,
+                 fmax / 1000)
+    else:
+        log.warning("data: %s; the mel stops at %g kHz, so it cannot show which clips lack that band, and they "
+                    "teach silence there for mels like any other's; see docs/data.md (mixed sample rates)", what,
+                    fmax / 1000)
 
 
 def ignore_stop_signals(_worker_id: int) -> None:
