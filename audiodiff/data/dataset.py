@@ -186,10 +186,10 @@ class AudioCrops(Dataset):
         k = int(rng.integers(0, self.frames[f] - self.crop_frames + 1))
         n, hop = self.crop_frames, self.hop
         left = self.mel.pad[0]
-        start = k * hop
-        segment = self._span(f, start, start + self.mel.segment_length(n))
-        if self.speed_perturb:  # drawn last: without perturbation the stream of crops is unchanged
-            segment = self._perturbed(f, rng, segment)
+        start, length = k * hop, self.mel.segment_length(n)
+        segment = self._perturbed(f, rng, length) if self.speed_perturb else None  # drawn last: without it the
+        if segment is None:  # stream of crops is unchanged
+            segment = self._span(f, start, start + length)
         return {
             "audio": torch.from_numpy(segment[left: left + n * hop].copy()),  # [N * hop]
             "segment": torch.from_numpy(segment.copy()),
@@ -215,15 +215,15 @@ class AudioCrops(Dataset):
         x = self.source.target(f, lo, min(hi, real)) if lo < real else np.zeros(0, np.float32)
         return np.pad(x, (0, hi - lo - len(x))) if len(x) < hi - lo else x
 
-    def _perturbed(self, f: int, rng: np.random.Generator, plain: np.ndarray, margin: int = 64) -> np.ndarray:
-        """``len(plain)`` samples of file ``f`` played ``r`` times faster, from a random stretch of ``r`` times that
-        (plus ``margin`` either side, cut after resampling so no filter edge reaches the crop)."""
-        length = len(plain)
+    def _perturbed(self, f: int, rng: np.random.Generator, length: int, margin: int = 64) -> np.ndarray | None:
+        """``length`` samples of file ``f`` played ``r`` times faster, from a random stretch of ``r`` times that
+        (plus ``margin`` either side, cut after resampling so no filter edge reaches the crop); None when the file
+        is too short for this factor (it keeps its plain crop)."""
         r = rng.uniform(1 - self.speed_perturb, 1 + self.speed_perturb)
         need = int(np.ceil(length * r)) + 2 * margin + 1
         padded = int(self.lengths[f]) + sum(self.mel.pad)
-        if need > padded:  # a file too short for this factor keeps its plain crop
-            return plain
+        if need > padded:
+            return None
         a = int(rng.integers(0, padded - need + 1))
         sr = self.mel.sample_rate
         y = soxr.resample(self._span(f, a, a + need), sr * r, sr, quality="HQ")
