@@ -4,8 +4,8 @@ lazily from disk (``data.preload``), and the step-indexed loader every process d
 With ``data.preload: auto`` a corpus is preloaded when its audio as float32 at the training rate fits in
 ``PRELOAD_LIMIT`` bytes (per process; 2 GiB is 6.8 hours at 22.05 kHz), and read from disk otherwise. Lazy runs
 list their files in ``RUN_DIR/manifest.tsv`` (``data/manifest.py``), so that a resume opens only the files that
-changed since. Every process builds the same data set (each writes nothing but rank 0), and ``StepBatchSampler``
-gives each its own slice of every step's items, so the ranks see disjoint crops.
+changed since (rank 0 writes it, the other processes then read it). Every process builds the same data set, and
+``StepBatchSampler`` gives each its own slice of every step's items, so the ranks see disjoint crops.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import os
 import signal
 from pathlib import Path
 
+import numpy as np
 from torch.utils.data import DataLoader
 
 from audiodiff import atomic
@@ -23,6 +24,7 @@ from audiodiff.data import AudioCrops, StepBatchSampler, class_labels, split_fil
 from audiodiff.data.files import find_audio_files, hold_out
 from audiodiff.data.manifest import Manifest, is_manifest, read_manifest, scan, write_manifest
 from audiodiff.errors import AudiodiffError
+from audiodiff.training import distributed
 
 log = logging.getLogger("audiodiff")
 DATA_ENV = "AUDIODIFF_DATA"
@@ -64,20 +66,33 @@ def _paths(files) -> list[str]:
     return [files.path(i) for i in range(len(files))] if isinstance(files, Manifest) else [str(f) for f in files]
 
 
-def _run_manifest(files, run_dir: Path, main: bool, progress: bool) -> Manifest:
-    """The manifest of ``files``, reusing the rows of ``run_dir``'s cached one whose file has not changed; rank 0
-    writes it back."""
+def _run_manifest(files, run_dir: Path, dist, progress: bool) -> Manifest:
+    """The manifest of ``files``, reusing the rows of ``run_dir``'s cached one whose file has not changed. Rank 0
+    scans and writes it; the other processes wait for it and read it, so a corpus's headers are read once."""
     cached = Path(run_dir) / RUN_MANIFEST
+    if not dist.main:
+        distributed.barrier(dist.world)
+        if not cached.is_file():  # rank 0 found no usable file, and says so
+            return scan([])
+        listed = read_manifest(cached)
+        index = {os.fsencode(Path(f).absolute()): i for i, f in enumerate(files)}
+        listed.kept = np.array([index[p] for p in listed.paths], np.int64)
+        return listed
     known = None
     if cached.is_file():
         try:
             known = read_manifest(cached)
         except AudiodiffError as err:
             log.warning("rebuilding %s: %s", cached, err)
-    manifest = scan(files, progress=progress and main, known=known)
-    if main and len(manifest):
-        write_manifest(manifest, cached)
-    return manifest
+    listed = scan(files, progress=progress, known=known)
+    try:
+        if len(listed):
+            write_manifest(listed, cached)
+        else:
+            cached.unlink(missing_ok=True)
+    finally:
+        distributed.barrier(dist.world)  # with a manifest written, or none usable (the data set then says so)
+    return listed
 
 
 def build_data(recipe: Recipe, data_path: str, run_dir: Path, dist, progress: bool):
@@ -93,7 +108,7 @@ def build_data(recipe: Recipe, data_path: str, run_dir: Path, dist, progress: bo
     preload = d.preload
     if d.preload is not True:
         if not isinstance(train_files, Manifest):
-            train_files = _run_manifest(train_files, run_dir, dist.main, progress)
+            train_files = _run_manifest(train_files, run_dir, dist, progress)
             train_labels = [train_labels[i] for i in train_files.kept] if train_labels else None
         preload = should_preload(d.preload, train_files, rate)
         if dist.main:
