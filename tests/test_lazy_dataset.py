@@ -16,6 +16,7 @@ import torch
 
 from audiodiff.audio.mel import mel_config
 from audiodiff.data import AudioCrops, Manifest, scan
+from audiodiff.errors import AudiodiffError
 from audiodiff.training.data import PRELOAD_LIMIT, make_loader, report_rates, should_preload
 from audiodiff.training.distributed import Dist
 
@@ -145,3 +146,17 @@ def test_files_below_the_training_rate_are_reported_with_what_the_mel_shows(tmp_
     caplog.clear()
     report_rates(AudioCrops(files[:1], mel_config("hifigan"), N, preload=preload), mel_config("hifigan"))
     assert not caplog.records  # one rate: nothing to say
+
+
+def test_a_file_gone_or_cut_after_listing_is_an_error_naming_it(tmp_path):
+    files = [write_wav(tmp_path / f"t{i}.wav", harmonic(0.3, 110.0 * (i + 1), seed=i)) for i in range(2)]
+    ds = AudioCrops(files, mel_config("hifigan"), N, preload=False)
+    write_wav(files[0], harmonic(0.1, 110.0))  # cut to a third after the headers were read
+    files[1].unlink()
+    errors = set()
+    for i in range(40):
+        with pytest.raises(AudiodiffError) as err:
+            ds[i]
+        errors.add(str(err.value).split(":")[0])
+        assert "resume" in str(err.value)
+    assert errors == {str(files[0]), str(files[1])}

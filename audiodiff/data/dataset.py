@@ -43,6 +43,7 @@ from audiodiff.errors import AudiodiffError
 
 log = logging.getLogger("audiodiff")
 CLIP_LEVEL, CLIP_SHARE = 0.999, 1e-3  # a file "clips" when over 0.1% of its samples are at full scale
+LISTED = 50  # skipped files named in the warning (a large corpus may have thousands too short for a crop)
 
 
 class AudioCrops(Dataset):
@@ -72,8 +73,9 @@ class AudioCrops(Dataset):
         count = len(files) + len(files.skipped) if isinstance(files, Manifest) else len(files)
         lengths = self._load(files, labels, progress) if preload else self._index(files, labels, progress)
         if report and self.skipped:
-            listing = "; ".join(f"{p} ({r})" for p, r in self.skipped)
-            log.warning("skipped %d of %d files: %s", len(self.skipped), count, listing)
+            listing = "; ".join(f"{p} ({r})" for p, r in self.skipped[:LISTED])
+            more = f"; and {len(self.skipped) - LISTED} more" if len(self.skipped) > LISTED else ""
+            log.warning("skipped %d of %d files: %s%s", len(self.skipped), count, listing, more)
         if report and self.clipping:
             log.warning("kept %d file(s) that clip (over %.1f%% of samples at full scale): %s",
                         len(self.clipping), 100 * CLIP_SHARE, "; ".join(self.clipping))
@@ -110,7 +112,7 @@ class AudioCrops(Dataset):
         if progress:
             from tqdm import tqdm
             iterator = tqdm(paths, desc="loading audio", unit="file", leave=False)
-        self.audio, self.labels, self.files, lengths, rates = [], [], [], [], []
+        self.audio, self.labels, self._files, lengths, rates = [], [], [], [], []
         self.skipped = list(files.skipped) if isinstance(files, Manifest) else []  # what its scan left out
         for i, path in enumerate(iterator):
             reason = probe(path)
@@ -134,7 +136,7 @@ class AudioCrops(Dataset):
                 self.clipping.append(str(path))
             self.audio.append(np.pad(audio, mel.pad, mode="reflect"))
             self.labels.append(int(labels[i]) if labels is not None else -1)
-            self.files.append(str(path))
+            self._files.append(str(path))
             rates.append(int(files.rates[i]) if isinstance(files, Manifest) else sf.info(str(path)).samplerate)
             lengths.append(len(audio))
         self.labels = np.array(self.labels, np.int64)
@@ -166,12 +168,10 @@ class AudioCrops(Dataset):
 
     @property
     def files(self) -> list[str]:
-        return self._files if self.audio is not None else [self.source.manifest.path(i) for i in
-                                                            range(self.num_files)]
-
-    @files.setter
-    def files(self, value) -> None:
-        self._files = value
+        """The paths of the files crops are drawn from."""
+        if self.audio is not None:
+            return self._files
+        return [self.source.manifest.path(i) for i in range(self.num_files)]
 
     @property
     def seconds(self) -> float:

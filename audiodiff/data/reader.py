@@ -67,11 +67,12 @@ class DiskAudio:
                 fh.seek(start)
                 x = fh.read(stop - start, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError, OSError) as err:
-            raise AudiodiffError(f"{path}: cannot be read ({str(err).splitlines()[0]}); it changed or vanished "
-                                 f"since the manifest was written: rebuild it (audiodiff data manifest)") from None
+            raise AudiodiffError(f"{path}: cannot be read at sample {start} ({str(err).splitlines()[0]}); remove "
+                                 f"it from the manifest or the folder (or restore it) and resume") from None
         if len(x) < stop - start:
             raise AudiodiffError(f"{path}: holds {start + len(x)} samples, the manifest says "
-                                 f"{self.manifest.frames[f]}; rebuild it (audiodiff data manifest)")
+                                 f"{self.manifest.frames[f]}; rebuild the manifest (audiodiff data manifest), or "
+                                 f"remove the file, and resume")
         return x.mean(axis=1)  # [T, C] -> [T], as load_audio mixes down
 
     def _decoded(self, f: int, path: str) -> np.ndarray:
