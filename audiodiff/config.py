@@ -196,7 +196,7 @@ class DataConfig:
     manifest: str | None = None
     num_workers: Annotated[int, Range(0)] = 2
     # true: decode all audio into memory once; false: read each crop from disk (memory bounded whatever the corpus
-    # size); auto: preload corpora of up to data/dataset.py's PRELOAD_LIMIT bytes of float32 per process
+    # size); auto: preload corpora of up to 2 GiB of float32 a process (training/data.py, PRELOAD_LIMIT)
     preload: Annotated[bool | str, OneOf("auto", True, False)] = "auto"
     # "prefix": class = file-name part before the first "_" (e.g. 7_george_3.wav -> 7)
     labels: Annotated[str | None, OneOf("prefix", None)] = None
