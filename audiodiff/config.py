@@ -191,8 +191,13 @@ class DataConfig:
     valid_path: str | None = None  # default: <path>/valid when <path>/train exists, else held out from path
     valid_files: Annotated[int, Range(0)] = 8  # files held out for validation when no valid folder exists
     crop_frames: Annotated[int, Range(1)] = 62  # mel frames per training crop (62 x 256 = 15872 samples)
+    # a manifest (.tsv, written by `audiodiff data manifest`) listing the training files with their lengths; when
+    # set, data.path is not listed (the files need not lie under it)
+    manifest: str | None = None
     num_workers: Annotated[int, Range(0)] = 2
-    preload: bool = True  # decode all audio into memory once
+    # true: decode all audio into memory once; false: read each crop from disk (memory bounded whatever the corpus
+    # size); auto: preload corpora of up to 2 GiB of float32 a process (training/data.py, PRELOAD_LIMIT)
+    preload: Annotated[bool | str, OneOf("auto", True, False)] = "auto"
     # "prefix": class = file-name part before the first "_" (e.g. 7_george_3.wav -> 7)
     labels: Annotated[str | None, OneOf("prefix", None)] = None
     pad_short: bool = False  # pad files shorter than a crop with trailing silence instead of skipping them

@@ -158,7 +158,7 @@ WORK = {"synth": ("audiodiff.vocoder", "Vocoder.from_pretrained"), "mel": ("audi
         "generate": ("audiodiff.melgen", "MelGenerator.from_pretrained"),
         "export": ("audiodiff.training.export", "load_latest"),  # a module that the package's export() shadows
         "tune-schedule": ("audiodiff.eval.schedule_search", "load_clips"),
-        "train": ("audiodiff.training.loop", "split_files")}
+        "train": ("audiodiff.training.data", "split_files")}
 COMMANDS = list(WORK)
 
 

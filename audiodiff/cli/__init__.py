@@ -16,6 +16,7 @@ import click
 from audiodiff.cli.datasets import data
 from audiodiff.cli.evaluation import eval_cmd, tune_schedule
 from audiodiff.cli.generation import generate
+from audiodiff.cli.manifest import manifest
 from audiodiff.cli.training import export, train
 from audiodiff.cli.vocoding import mel, synth
 from audiodiff.errors import AudiodiffError
@@ -40,6 +41,7 @@ def cli(debug: bool):
 
 for _command in (train, export, mel, synth, eval_cmd, tune_schedule, generate, data):
     cli.add_command(_command)
+data.add_command(manifest)
 
 
 def main(argv=None) -> None:

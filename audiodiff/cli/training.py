@@ -34,7 +34,8 @@ def train(recipe: Path, data, run_dir, overrides, init, device, no_progress):
     cfg = load_recipe(recipe, extra)
     run_dir = run_dir or Path("runs") / recipe.stem
     last = run_training(cfg, run_dir, device=device, progress=not no_progress)
-    click.echo(f"done: checkpoint {last}; export it with `audiodiff export {run_dir} OUT_DIR`")
+    if last is not None:  # None: a process other than rank 0 of a distributed run
+        click.echo(f"done: checkpoint {last}; export it with `audiodiff export {run_dir} OUT_DIR`")
 
 
 @click.command()

@@ -44,11 +44,17 @@ def split_files(path, valid_path=None, valid_files: int = 8) -> tuple[list[Path]
     if (path / "train").is_dir() and (path / "valid").is_dir():
         return find_audio_files(path / "train"), find_audio_files(path / "valid")
     files = find_audio_files(path)
+    held = hold_out(files, valid_files)
+    return [f for i, f in enumerate(files) if i not in held], [f for i, f in enumerate(files) if i in held]
+
+
+def hold_out(files, valid_files: int) -> set[int]:
+    """Indices of the ``valid_files`` files (of at least one more) held out for validation: the first by a hash of
+    the file name, so the same whatever the order on disk."""
     if len(files) <= valid_files or valid_files <= 0:
-        return files, []
-    ranked = sorted(files, key=lambda p: hashlib.sha1(p.name.encode()).hexdigest())
-    held = set(ranked[:valid_files])
-    return [f for f in files if f not in held], [f for f in files if f in held]
+        return set()
+    ranked = sorted(range(len(files)), key=lambda i: hashlib.sha1(Path(files[i]).name.encode()).hexdigest())
+    return set(ranked[:valid_files])
 
 
 def probe(path: str | Path) -> str | None:

@@ -47,3 +47,9 @@ def all_finite(values: torch.Tensor, world: int) -> list[bool]:
     if world > 1:
         dist.all_reduce(flags, op=dist.ReduceOp.MIN)
     return [bool(f) for f in flags.tolist()]
+
+
+def barrier(world: int) -> None:
+    """Wait until every process gets here (nothing to wait for in a single process)."""
+    if world > 1:
+        dist.barrier()

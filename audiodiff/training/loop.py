@@ -19,24 +19,23 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 
 from audiodiff import artifacts, atomic
 from audiodiff.audio.mel import MelSpectrogram
 from audiodiff.config import Recipe, save_recipe
-from audiodiff.data import AudioCrops, StepBatchSampler, class_labels, split_files
+from audiodiff.data import StepBatchSampler
 from audiodiff.diffusion import sigmas_for
 from audiodiff.errors import AudiodiffError
 from audiodiff.factory import build_backbone, build_denoiser, build_schedule, check_buildable
 from audiodiff.families import family_of
 from audiodiff.training import checkpoint as ckpt
 from audiodiff.training import distributed
+from audiodiff.training.data import build_data, make_loader, resolve_data
 from audiodiff.training.lock import run_lock
 from audiodiff.training.resume import apply_changes, check_resume
 from audiodiff.training.state import Trainable, TrainState, checkpoint_state, load_scaler
@@ -44,18 +43,10 @@ from audiodiff.training.targets import auxiliary_loss, batch_inputs
 from audiodiff.training.validate import validate
 
 log = logging.getLogger("audiodiff")
-DATA_ENV = "AUDIODIFF_DATA"
 
 
 class Interrupted(Exception):
     """Raised after SIGINT/SIGTERM once a checkpoint has been saved."""
-
-
-def resolve_data(recipe: Recipe) -> str:
-    path = recipe.data.path or os.environ.get(DATA_ENV)
-    if not path:
-        raise AudiodiffError(f"no training data: pass --data DIR, set data.path in the recipe or ${DATA_ENV}")
-    return path
 
 
 def load_initial_weights(net: torch.nn.Module, source: str, recipe: Recipe) -> None:
@@ -83,20 +74,6 @@ def step_generator(seed: int, step: int, rank: int, device: torch.device) -> tor
     g = torch.Generator(device=device)
     g.manual_seed((seed * 1_000_003 + step) * 1009 + rank)
     return g
-
-
-def ignore_stop_signals(_worker_id: int) -> None:
-    # Ctrl-C and a scheduler's SIGTERM reach the whole process group. The main process stops the loader itself
-    # after saving; a data worker killed first would turn that clean stop into a "worker killed" crash.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
-def make_loader(dataset, batch_size: int, start: int, dist, workers: int, steps=None) -> DataLoader:
-    sampler = StepBatchSampler(batch_size, start, dist.rank, dist.world, steps)
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=dist.device.type == "cuda",
-                      persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
-                      worker_init_fn=ignore_stop_signals if workers > 0 else None)
 
 
 def write_config(recipe: Recipe, path: Path) -> None:
@@ -151,7 +128,8 @@ def check_before_writing(recipe: Recipe, world: int) -> None:
 
 
 def train(recipe: Recipe, run_dir: str | Path, *, device: str | None = None, progress: bool = True) -> Path:
-    """Train (or resume) in ``run_dir``; returns the path of the last checkpoint. Everything checkable is checked
+    """Train (or resume) in ``run_dir``; returns the path of the last checkpoint (None in processes other than
+    rank 0 of a distributed run, which write nothing). Everything checkable is checked
     before anything is written, and ``run_dir`` is locked for the whole run (``lock.py``): a second trainer there
     stops at once with an error naming this one."""
     run_dir = Path(run_dir)
@@ -230,23 +208,7 @@ def _train(recipe: Recipe, run_dir: Path, dist: distributed.Dist, data_path: str
         if st.stop_signal is not None:
             raise Interrupted(f"stopped by signal {st.stop_signal} at step {st.step}; checkpoint {st.checkpoint}; "
                               f"run the same command to resume")
-    return st.checkpoint
-
-
-def build_data(recipe: Recipe, data_path: str, run_dir: Path, dist, progress: bool):
-    """``(training crops, validation crops or None)``, with the class list written to ``run_dir/classes.txt``."""
-    d, seed = recipe.data, recipe.train.seed
-    train_files, valid_files = split_files(data_path, d.valid_path, d.valid_files)
-    labels, classes = class_labels(train_files + valid_files, d.labels, recipe.model.num_classes)
-    train_labels = labels[: len(train_files)] if labels else None
-    valid_labels = labels[len(train_files):] if labels else None
-    if classes and dist.main:
-        atomic.write_text(run_dir / "classes.txt", "\n".join(classes) + "\n", "class list")
-    dataset = AudioCrops(train_files, recipe.mel, d.crop_frames, seed=seed, labels=train_labels, progress=progress,
-                         pad_short=d.pad_short, speed_perturb=d.speed_perturb)
-    valid_set = AudioCrops(valid_files, recipe.mel, d.crop_frames, seed=seed + 1, labels=valid_labels,
-                           pad_short=d.pad_short) if valid_files else None
-    return dataset, valid_set
+    return st.checkpoint if dist.main else None
 
 
 def for_training(net: torch.nn.Module, tc, dist) -> torch.nn.Module:
@@ -273,10 +235,13 @@ def skip_step(st: TrainState, fault: str, value, opt, tc) -> None:
 
 
 def save(st: TrainState, model: Trainable, scaler, recipe: Recipe, run_dir: Path, dist) -> None:
-    """Write the checkpoint of ``st.step`` (the main process only; every process records the step as saved)."""
+    """Write the checkpoint of ``st.step`` (the main process only; every process records it as saved, so that
+    their messages name it)."""
     if dist.main:
         st.checkpoint = ckpt.save_checkpoint(checkpoint_state(st, model, scaler, recipe), run_dir, st.step,
                                              recipe.train.keep_checkpoints)
+    else:
+        st.checkpoint = ckpt.checkpoint_path(run_dir, st.step)
     st.saved_step = st.step
 
 
@@ -322,7 +287,7 @@ class Logger:
             return
         tc = self.tc
         log.info("training on %d files (%.1f min), validating on %d; %d parameters; device %s",
-                 len(dataset.audio), dataset.seconds / 60, len(valid_set.audio) if valid_set else 0,
+                 dataset.num_files, dataset.seconds / 60, valid_set.num_files if valid_set else 0,
                  sum(p.numel() for p in net.parameters()), self.dist.device)
         if tc.lr_decay == "cosine":  # the curve is fixed by max_steps, which a time-limited run may never reach
             log.info("learning rate %g, warm-up %d steps, then a half cosine to 0 at step %d (train.max_steps)",

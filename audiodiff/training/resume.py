@@ -52,11 +52,13 @@ APPLIED = {
     "train.mel_loss_sigma": "read at every step",
     "train.stft_loss": "read at every step",
     "data.path": "the training files are listed afresh",
+    "data.manifest": "the training files are read from it afresh",
     "data.valid_path": "the validation files are listed afresh",
     "data.valid_files": "the validation split is made afresh",
     "data.crop_frames": "the crops are cut with it (a U-Net's must still equal model.image_frames)",
     "data.num_workers": "the data loader is built with it",
-    "data.preload": "the data set is built with it",
+    "data.preload": "the data set is built with it (the same crops: files at the training rate give identical "
+                    "items either way, others differ by the resampler's rounding)",
     "data.pad_short": "the data set is built with it",
     "data.speed_perturb": "the data set is built with it",
 }
