@@ -139,9 +139,9 @@ def report_rates(dataset: AudioCrops, mel) -> None:
         log.info("data: %s; the mel (to %g kHz) shows it, so the model learns that band from the mel", what,
                  fmax / 1000)
     else:
-        log.warning("data: %s; the mel stops at %g kHz, so it cannot show which clips lack that band, and they "
-                    "teach silence there for mels like any other's; see docs/data.md (mixed sample rates)", what,
-                    fmax / 1000)
+        log.info("data: %s; the mel stops at %g kHz, so it cannot show which clips lack that band, and they "
+                 "teach some silence there; measured harmless to full-band voices (docs/data.md, mixed sample "
+                 "rates)", what, fmax / 1000)
 
 
 def ignore_stop_signals(_worker_id: int) -> None:
