@@ -61,6 +61,7 @@ EXTRA_SETS=${EXTRA_SETS:-}  # appended to every training command (a CPU dry run:
 TRAIN_MINUTES=${TRAIN_MINUTES:-}  # a fixed training time per variant (a time-to-quality run) instead of what is left
 SPEED=${SPEED:-}  # set: bench/train_speed.py (compiled, 200 steps) of every variant after rendering, one at a time
 SPEED_S=${SPEED_S:-110}  # the seconds kept for it
+LOADER=${LOADER:-}  # set: bench/loader_speed.py from disk with 14 workers first (the 16-core figure, at most 40 s)
 
 settings() {
   case "$1" in
@@ -117,6 +118,12 @@ run() {
   export TORCHINDUCTOR_FX_GRAPH_CACHE=1 TORCHINDUCTOR_AUTOGRAD_CACHE=1
   nvidia-smi > "$OUT/ablation/nvidia-smi.txt" 2>&1
   log "variants: $VARIANTS; limit $LIMIT s, render $RENDER_S s, margin $MARGIN_S s"
+
+  if [ -n "$LOADER" ]; then
+    timeout 40 python3 bench/loader_speed.py --data "$TRAIN_DATA" --preload false --workers 14 --batches 3000 \
+      --repeat 1000 --out "$OUT/ablation/loader.json" > "$OUT/ablation/loader.log" 2>&1
+    log "loader (rc $?): $(tail -1 "$OUT/ablation/loader.log")"
+  fi
 
   # 1. Warm the compile caches (a throwaway run of 3 steps of the same recipe).
   rm -rf runs/abl-warmup
