@@ -93,7 +93,8 @@ class MelConfig:
     mel_norm: Annotated[str | None, OneOf("slaney", None)] = "slaney"  # "slaney" (area-normalised filters) or None
     center: bool = False  # True: pad n_fft // 2 each side; False: pad (n_fft - hop) / 2 each side
     normalized: bool = False  # divide the STFT by sqrt(sum(window^2))
-    # log: "ln": log(max(x, 1e-5)); "diffwave": (20 log10(max(x, 1e-5)) - 20 + 100) / 100 in [0, 1]
+    # log: "ln": log(max(x, 1e-5)); "diffwave": (20 log10(max(x, 1e-5)) - 20 + 100) / 100 in [0, 1]; "log10" and
+    # "db" (20 log10(x) - db_ref, Coqui) take the floor and guard of log_floor and log_guard below
     log: Annotated[str, OneOf(*LOGS)] = "ln"
     mag_eps: Annotated[float, Range(0)] = 1e-9  # magnitude sqrt(re^2 + im^2 + mag_eps): HiFi-GAN 1e-9, DiffWave 0
     # Fields other TTS stacks need (audio/presets.py); the defaults are the hifigan and diffwave behaviour.
@@ -108,13 +109,15 @@ class MelConfig:
     db_norm: Annotated[str | None, OneOf(*DB_NORMS, None)] = None  # Coqui's signal_norm (+ symmetric_norm)
     max_norm: Annotated[float, Range(0, lo_open=True)] = 4.0  # Coqui's max_norm
     clip_norm: bool = True  # Coqui's clip_norm: clip the normalised values to their range
-    mean: Annotated[tuple[float, ...] | None, Range(-1e4, 1e4)] = None  # per band, subtracted after the log (ESPnet global_mvn)
-    std: Annotated[tuple[float, ...] | None, Range(0, lo_open=True)] = None  # per band, divided by after the mean
-    RULES: ClassVar = (_fmax_rule, _fmin_rule, _hop_rule, _db_rule, _stats_rule)  # relations between fields, checked by config._build
+    # Global mean-variance statistics per band (ESPnet's global_mvn): (log-mel - mean) / std, after the log.
+    mean: Annotated[tuple[float, ...] | None, Range(-1e4, 1e4)] = None
+    std: Annotated[tuple[float, ...] | None, Range(0, lo_open=True)] = None
+    # relations between fields, checked by config._build
+    RULES: ClassVar = (_fmax_rule, _fmin_rule, _hop_rule, _db_rule, _stats_rule)
 
     @property
     def pad(self) -> tuple[int, int]:
-        """Reflect padding (left, right) in samples applied before framing."""
+        """Padding (left, right) in samples applied before framing (filled as ``pad_mode`` says)."""
         if self.center:
             return self.n_fft // 2, self.n_fft // 2
         total = self.n_fft - self.hop_length
