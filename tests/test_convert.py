@@ -9,7 +9,7 @@ import soundfile as sf
 import torch
 
 from audiodiff.audio.convert import approximations, band_mapping, convert_mel, same_layout
-from audiodiff.audio.mel import MelSpectrogram, decompress, mel_config
+from audiodiff.audio.mel import PRESETS, MelSpectrogram, decompress, mel_config
 from audiodiff.errors import AudiodiffError
 
 from conftest import SR, write_wav
@@ -138,4 +138,10 @@ def test_mel_set_and_stats_options(capsys, tmp_path):
     assert code == 0 == plain and feats is not None
     np.testing.assert_allclose(np.load(tmp_path / "e.npy"), (np.load(tmp_path / "p.npy") + 2.0) / 1.0, atol=1e-5)
     code, out, _ = invoke(capsys, "mel", "--list-presets")
-    assert code == 0 and "coqui" in out and "bigvgan-24k" in out
+    assert code == 0 and [line.split()[0] for line in out.strip().splitlines()] == list(PRESETS)
+
+
+def test_the_help_names_every_preset():
+    from audiodiff.cli.vocoding import PRESET_NAMES
+
+    assert PRESET_NAMES == tuple(PRESETS)

@@ -60,11 +60,10 @@ def _is_text(head: bytes) -> bool:
     return "\ufffd" not in text and all(c.isprintable() or c in "\t\r\n\f" for c in text)
 
 
-def _preset_help() -> str:
-    from audiodiff.audio.presets import INTEROP  # no torch
-
-    return ("Mel convention: hifigan, diffwave, " + ", ".join(INTEROP)
-            + " (docs/interop.md; `audiodiff mel --list-presets`).")
+# The preset names, written out: importing audio/ would import torch, which `audiodiff --help` must not wait for
+# (tests/test_convert.py checks that the list is mel.PRESETS).
+PRESET_NAMES = ("hifigan", "diffwave", "espnet", "coqui", "nemo", "bigvgan-22k", "bigvgan-24k", "speechbrain")
+PRESET_HELP = f"Mel convention: {', '.join(PRESET_NAMES)} (docs/interop.md; `audiodiff mel --list-presets`)."
 
 
 def mel_settings(preset: str, settings, stats: Path | None = None):
@@ -117,7 +116,7 @@ def _list_presets(ctx, _param, value):
 @click.command()
 @click.argument("audio_in", metavar="IN_AUDIO", type=click.Path(path_type=Path))
 @click.argument("mel_out", metavar="OUT.npy", type=click.Path(path_type=Path))
-@click.option("--preset", default="hifigan", show_default=True, help=_preset_help())
+@click.option("--preset", default="hifigan", show_default=True, help=PRESET_HELP)
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Change one setting of the preset, e.g. --set fmax=null or --set n_mels=100 (repeatable; the keys "
                    "of a recipe's mel section).")
