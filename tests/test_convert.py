@@ -45,7 +45,7 @@ def test_value_conventions_convert_exactly(src, dst):
     np.testing.assert_allclose(got.numpy(), MelSpectrogram(d)(audio).numpy(), rtol=0, atol=2e-4)
 
 
-def test_numpy_in_numpy_out_and_the_identity_is_bit_exact():
+def test_numpy_in_numpy_out_and_the_identity_within_float_rounding():
     mel = MelSpectrogram(mel_config("hifigan"))(_speechlike(SR)).numpy()
     out = convert_mel(mel, mel_config("hifigan"), mel_config("bigvgan-22k"))
     assert isinstance(out, np.ndarray) and out.dtype == np.float32
