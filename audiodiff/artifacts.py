@@ -1,7 +1,9 @@
 """Exported model directories: ``config.json`` (format tag, mel/model/diffusion sections, extras) plus
 ``model.safetensors``. The one module that opens a model directory's files, so a model is always validated the
 same way: JSON and safetensors only, config sections checked like recipes, no pickle ever loaded, every write
-atomic. Inference objects (``Vocoder``, ``MelGenerator``) and tools (schedule search, ``audiodiff mel --model``,
+atomic. A name of the form ``org/name`` that is no local path is a Hugging Face Hub model: :func:`resolve` turns it
+into its snapshot in huggingface_hub's cache (``hub.py``), so every reader below accepts it. Inference objects
+(``Vocoder``, ``MelGenerator``) and tools (schedule search, ``audiodiff mel --model``,
 the digit classifier of bench/) read and write through these functions, never the files themselves."""
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Sequence
 
 import torch
 
-from audiodiff import atomic
+from audiodiff import atomic, hub
 from audiodiff.config import Recipe, recipe_from_dict
 from audiodiff.errors import AudiodiffError
 from audiodiff.factory import build_backbone
@@ -43,6 +45,18 @@ def write(path: str | Path, state: dict[str, torch.Tensor], cfg: dict, what: str
     return path
 
 
+def resolve(path: str | Path, revision: str | None = None) -> Path:
+    """The model directory on this machine that ``path`` names: the path itself, or, for a Hub repository id
+    (``org/name``) that is no local path, its snapshot at ``revision`` in huggingface_hub's cache."""
+    local = Path(path)
+    if local.exists() or not hub.is_repo_id(str(path)):
+        if revision is not None:
+            raise AudiodiffError(f"revision={revision!r} picks a version of a Hub model, but {path} is a local path; "
+                                 f"drop revision, or give the Hub id org/name")
+        return local
+    return hub.download(str(path), revision)
+
+
 def is_model_dir(path: str | Path) -> bool:
     """Whether ``path`` holds a model directory's config (a quick test; the readers validate)."""
     return (Path(path) / CONFIG).is_file()
@@ -53,7 +67,7 @@ def read_config(path: str | Path, fmt: str | Sequence[str] | None = None, noun: 
     """The parsed ``config.json`` of the directory ``path``, without loading the weights. ``fmt``: the format tag
     (or tags) it must have; None: any. ``weights``: the directory must also hold ``model.safetensors``. ``noun``
     and ``fix`` word the error when the files are missing ("... is not an audiodiff NOUN (...); FIX")."""
-    path = Path(path)
+    path = resolve(path)
     cfg_path = path / CONFIG
     if not cfg_path.is_file() or (weights and not (path / WEIGHTS).is_file()):
         needs = f"{CONFIG} and {WEIGHTS}" if weights else CONFIG
@@ -113,10 +127,12 @@ def save(path: str | Path, net: torch.nn.Module, fmt: str, sections: dict, extra
     return write(path, state, cfg)
 
 
-def load(path: Path, fmt: str, noun: str, missing_hint: str = "pass") -> tuple[dict, Recipe, torch.nn.Module]:
+def load(path: Path, fmt: str, noun: str, missing_hint: str = "pass",
+         revision: str | None = None) -> tuple[dict, Recipe, torch.nn.Module]:
     """``(config dict, recipe with the three sections, backbone with the weights loaded)``; ``noun`` names the
-    kind of model in errors ("model", "mel generator")."""
-    path = Path(path)
+    kind of model in errors ("model", "mel generator"); ``path`` may be a Hub id (:func:`resolve`, at
+    ``revision``)."""
+    path = resolve(path, revision)
     cfg, recipe = read_recipe(path, fmt, noun, f"{missing_hint} a directory made by `audiodiff export`")
     net = build_backbone(recipe.model, recipe.mel)
     try:

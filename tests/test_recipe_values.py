@@ -30,7 +30,7 @@ ISSUE_CASES = {
                                 "'cosine'?",
     "diffusion.prediction=x0": "recipe key diffusion.prediction: 'x0' is not one of eps, v",
     "diffusion.loss=l3": "recipe key diffusion.loss: 'l3' is not one of l1, l2",
-    "mel.log=log10": "recipe key mel.log: 'log10' is not one of ln, diffwave",
+    "mel.log=log2": "recipe key mel.log: 'log2' is not one of ln, log10, db, diffwave; did you mean 'log10'?",
     "mel.mel_scale=mel": "recipe key mel.mel_scale: 'mel' is not one of slaney, htk",
     "diffusion.sampler=fsat": f"recipe key diffusion.sampler: 'fsat' is not one of {SAMPLERS}; did you mean 'fast'?",
     "train.batch_size=0": "recipe key train.batch_size: 0 is out of range; expected an integer >= 1",

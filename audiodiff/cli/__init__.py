@@ -3,7 +3,8 @@
 Errors the user can fix print one line (``error: ...``) and exit 1; ``--debug`` shows the traceback instead.
 This package holds the group, ``main`` and that error wording; the commands live in one module per group of them:
 ``training`` (train, export), ``vocoding`` (mel, synth), ``evaluation`` (eval, tune-schedule), ``generation``
-(generate) and ``datasets`` (data), with the options they share in ``options``. None imports torch at import time.
+(generate), ``datasets`` (data) and ``recipes`` (recipes), with the options they share in ``options``. None
+imports torch at import time.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from audiodiff.cli.datasets import data
 from audiodiff.cli.evaluation import eval_cmd, tune_schedule
 from audiodiff.cli.generation import generate
 from audiodiff.cli.manifest import manifest
+from audiodiff.cli.recipes import recipes
 from audiodiff.cli.training import export, train
 from audiodiff.cli.vocoding import mel, synth
 from audiodiff.errors import AudiodiffError
@@ -39,7 +41,7 @@ def cli(debug: bool):
     """
 
 
-for _command in (train, export, mel, synth, eval_cmd, tune_schedule, generate, data):
+for _command in (train, export, mel, synth, eval_cmd, tune_schedule, generate, data, recipes):
     cli.add_command(_command)
 data.add_command(manifest)
 

@@ -8,7 +8,7 @@ import click
 
 
 @click.command()
-@click.argument("recipe", type=click.Path(path_type=Path))
+@click.argument("recipe", metavar="RECIPE|NAME", type=click.Path(path_type=Path))
 @click.option("--data", "data", type=click.Path(path_type=Path), help="Audio folder (recursive) or file list; "
               "overrides data.path and $AUDIODIFF_DATA.")
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Where checkpoints, logs and config.yaml go "
@@ -21,16 +21,18 @@ import click
 @click.option("--device", help="cpu, cuda or cuda:N [default: cuda if available].")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
 def train(recipe: Path, data, run_dir, overrides, init, device, no_progress):
-    """Train (or resume) a model from a YAML RECIPE.
+    """Train (or resume) a model from a YAML RECIPE, or the bundled recipe NAME (`audiodiff recipes` lists them).
 
     Checkpoints are written atomically every train.checkpoint_every steps; run the same command again to
     resume after an interruption. Ctrl-C saves a checkpoint before exiting. TensorBoard logs are in
     RUN_DIR/logs (validation audio and spectrograms included).
     """
+    from audiodiff import recipebook
     from audiodiff.config import load_recipe
     from audiodiff.training import train as run_training
 
     extra = list(overrides) + ([f"data.path={data}"] if data else []) + ([f"train.init={init}"] if init else [])
+    recipe = recipebook.resolve(recipe)
     cfg = load_recipe(recipe, extra)
     run_dir = run_dir or Path("runs") / recipe.stem
     last = run_training(cfg, run_dir, device=device, progress=not no_progress)

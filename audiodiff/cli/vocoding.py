@@ -60,24 +60,87 @@ def _is_text(head: bytes) -> bool:
     return "\ufffd" not in text and all(c.isprintable() or c in "\t\r\n\f" for c in text)
 
 
+# The preset names, written out: importing audio/ would import torch, which `audiodiff --help` must not wait for
+# (tests/test_convert.py checks that the list is mel.PRESETS).
+PRESET_NAMES = ("hifigan", "diffwave", "espnet", "coqui", "nemo", "bigvgan-22k", "bigvgan-24k", "speechbrain")
+PRESET_HELP = f"Mel convention: {', '.join(PRESET_NAMES)} (docs/interop.md; `audiodiff mel --list-presets`)."
+
+
+def mel_settings(preset: str, settings, stats: Path | None = None):
+    """The ``MelConfig`` of ``preset`` with ``key=value`` settings (YAML values; ``mel.`` prefix optional) and, for
+    ESPnet, the statistics of a ``feats_stats.npz``, validated as a recipe's mel section is."""
+    import yaml
+
+    from audiodiff.config import recipe_from_dict
+
+    values = {"preset": preset}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        key = key.strip().removeprefix("mel.")
+        if not sep or not key:
+            raise AudiodiffError(f"--set {item!r}: expected key=value, e.g. --set fmax=8000")
+        try:
+            values[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise AudiodiffError(f"--set {item!r}: the value is not plain YAML; give a number, string, "
+                                 f"true/false, null or a [list]") from None
+    if stats is not None:
+        from audiodiff.audio.presets import espnet_stats
+
+        values.update(espnet_stats(stats))
+    return recipe_from_dict({"mel": values}).mel
+
+
+def _converted(mel_arr, preset: str, model_mel):
+    """``mel_arr`` in ``preset``'s convention -> the model's (``audio/convert.py``), saying what was approximated."""
+    from audiodiff.audio.convert import convert_mel, describe
+
+    src = mel_settings(preset, ())
+    out = convert_mel(mel_arr, src, model_mel)
+    click.echo(describe(preset, "the model's convention", src, model_mel), err=True)
+    return out
+
+
+def _list_presets(ctx, _param, value):
+    if not value or ctx.resilient_parsing:
+        return
+    from audiodiff.audio.presets import INTEROP
+
+    click.echo("hifigan      HiFi-GAN's meldataset.py (Tacotron 2, Glow-TTS, FastSpeech 2): ln, 0-8 kHz (default)")
+    click.echo("diffwave     the reference DiffWave preprocess.py: dB mapped to [0, 1]")
+    for name, preset in INTEROP.items():
+        click.echo(f"{name:<12} {preset.summary}")
+    ctx.exit()
+
+
 @click.command()
 @click.argument("audio_in", metavar="IN_AUDIO", type=click.Path(path_type=Path))
 @click.argument("mel_out", metavar="OUT.npy", type=click.Path(path_type=Path))
-@click.option("--preset", default="hifigan", show_default=True, help="Mel convention: hifigan or diffwave.")
+@click.option("--preset", default="hifigan", show_default=True, help=PRESET_HELP)
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Change one setting of the preset, e.g. --set fmax=null or --set n_mels=100 (repeatable; the keys "
+                   "of a recipe's mel section).")
+@click.option("--stats", type=click.Path(path_type=Path, dir_okay=False),
+              help="An ESPnet feats_stats.npz: normalise with its global mean and variance (ESPnet's GlobalMVN).")
 @click.option("--model", type=click.Path(path_type=Path), help="Use this model's mel settings instead of --preset.")
-def mel(audio_in, mel_out, preset, model):
+@click.option("--list-presets", is_flag=True, expose_value=False, is_eager=True, callback=_list_presets,
+              help="List the presets and exit.")
+def mel(audio_in, mel_out, preset, settings, stats, model):
     """Compute the log-mel spectrogram [n_mels, frames] of an audio file and save it as .npy."""
     import numpy as np
     import torch
 
     from audiodiff import artifacts
     from audiodiff.audio.io import load_audio, save_mel
-    from audiodiff.audio.mel import MelSpectrogram, mel_config
+    from audiodiff.audio.mel import MelSpectrogram
 
     if _same_file(audio_in, mel_out):
         raise AudiodiffError(f"output {mel_out} is the input file; choose another output path")
+    if model is not None and (settings or stats):
+        raise AudiodiffError("--model uses the model's own mel settings; drop --set/--stats, or use --preset")
     atomic.check_writable(mel_out, "mel")
-    cfg = artifacts.read_recipe(model, weights=False)[1].mel if model is not None else mel_config(preset)
+    cfg = artifacts.read_recipe(model, weights=False)[1].mel if model is not None else \
+        mel_settings(preset, settings, stats)
     audio, _ = load_audio(audio_in, cfg.sample_rate)
     if not np.isfinite(audio).all():
         raise AudiodiffError(f"{audio_in}: audio contains NaN or infinite samples; expected finite samples in "
@@ -103,8 +166,10 @@ def mel(audio_in, mel_out, preset, model):
                    "or linear mels are refused by default).")
 @click.option("--device", help="cpu, cuda or cuda:N [default: cuda if available].")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Noise seed (same seed, same output).")
+@click.option("--mel-preset", metavar="NAME", help="The mel is in this preset's convention (e.g. espnet, coqui, "
+              "nemo; `audiodiff mel --list-presets`): convert it to the model's first (docs/interop.md).")
 def synth(mel_in, wav_out, model, steps, sampler, precision, no_graphs, refine, refine_momentum, max_batch,
-          no_mel_check, device, seed):
+          no_mel_check, device, seed, mel_preset):
     """Vocode a mel-spectrogram [n_mels, frames] saved as .npy into a 16-bit wav file."""
     from audiodiff.audio.io import save_audio
     from audiodiff.vocoder import Vocoder
@@ -118,6 +183,8 @@ def synth(mel_in, wav_out, model, steps, sampler, precision, no_graphs, refine, 
     voc = Vocoder.from_pretrained(model, device=device, sampler=sampler, steps=steps, precision=precision,
                                   graphs=not no_graphs, refine=refine, refine_momentum=refine_momentum,
                                   max_batch=max_batch, check_mel_range=not no_mel_check)
+    if mel_preset is not None:
+        mel_arr = _converted(mel_arr, mel_preset, voc.mel_config)
     wav = voc(mel_arr, seed=seed)
     if wav.ndim != 1:
         raise AudiodiffError("synth writes one file: give a single mel [n_mels, frames], not a batch")

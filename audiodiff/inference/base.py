@@ -56,6 +56,7 @@ class InferenceModel:
     def from_pretrained(cls, path: str | Path | None = None, device=None, **kwargs):
         """Load an exported model directory (``config.json`` + ``model.safetensors``, from ``save_pretrained`` or
         ``audiodiff export``) onto ``device``; ``kwargs`` are the constructor's settings (``cls.OPTIONS``)."""
+        revision = kwargs.pop("revision", None)  # a Hub model's branch, tag or commit (artifacts.resolve)
         check_options(kwargs, cls.OPTIONS, f"{cls.__name__}.from_pretrained")
         device = resolve_device(device)
         if path is None and cls.DEFAULT_PATH is None:
@@ -64,7 +65,7 @@ class InferenceModel:
         path = Path(path) if path is not None else cls.DEFAULT_PATH
         hint = "the bundled model is missing from this install (reinstall audiodiff) or pass --model" \
             if path == cls.DEFAULT_PATH else "pass"
-        cfg, recipe, net = artifacts.load(path, cls.FORMAT, cls.NOUN, hint)
+        cfg, recipe, net = artifacts.load(path, cls.FORMAT, cls.NOUN, hint, revision)
         obj = cls._from_artifact(net, recipe, cfg, **kwargs)
         obj.source = str(path)
         return obj.to(device)
