@@ -113,3 +113,13 @@ def test_blocks_give_the_whole_signal_result():
     # 3 iterations: ~1e-7 on |x| <= 0.11. 1e-5 is 100x; blocks with 4 frames of context instead of 16 are off by
     # 1.7e-4, with 2 by 6.5e-3.
     torch.testing.assert_close(blocks, whole, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("preset", ["nemo", "espnet", "coqui", "speechbrain"])  # power mels, log10, dB, ...
+def test_refine_follows_every_presets_mel(preset):
+    fn = MelSpectrogram.from_preset(preset, sample_rate=SR)
+    x = _speechlike()
+    target = fn(x)
+    wrong = x * (0.3 + 0.5 * torch.linspace(0, 1, x.shape[-1]))
+    error = lambda y: float((fn(y) - target).abs().mean() / target.std())  # noqa: E731  (scales differ by preset)
+    assert error(refine(wrong, target, fn, iters=8)) < 0.3 * error(wrong)

@@ -93,7 +93,7 @@ def refine(audio: torch.Tensor, log_mel: torch.Tensor, fn: MelSpectrogram, iters
 def _refine(audio: torch.Tensor, log_mel: torch.Tensor, fn: MelSpectrogram, iters: int,
             max_gain: float, momentum: float) -> torch.Tensor:
     c = fn.config
-    target = decompress(log_mel.float(), c.log)
+    target = decompress(log_mel.float(), c)
     fbank = fn.fbank  # [n_mels, bins]
     cover = fbank.sum(0)  # [bins]
     spread = fbank / cover.clamp(min=1e-8)  # band gain -> bin gain: a weighted mean of the bands over each bin
@@ -107,6 +107,8 @@ def _refine(audio: torch.Tensor, log_mel: torch.Tensor, fn: MelSpectrogram, iter
         spec = fn.stft(y)  # [B, bins, frames]
         mel = fbank @ fn.magnitude(spec)  # [B, n_mels, frames]
         gain = (target[..., :frames] / mel[..., :frames].clamp(min=1e-5)).clamp(1 / max_gain, max_gain)
+        if c.mag_power != 1:  # the mel of |X|^p: the magnitudes' gain is the p-th root
+            gain = gain ** (1 / c.mag_power)
         bins = spread.T @ gain  # [B, bins, frames]
         bins = torch.where(cover[:, None] > 1e-8, bins, torch.ones_like(bins))
         spec = spec[..., :frames] * bins

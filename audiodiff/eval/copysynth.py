@@ -33,10 +33,10 @@ from audiodiff.eval import metrics as M
 def griffin_lim(mel: np.ndarray, cfg: MelConfig, n_iter: int = 32, seed: int = 0) -> np.ndarray:
     """Invert a log-mel ``[n_mels, F]`` of convention ``cfg`` with Griffin-Lim from a random phase drawn with
     ``seed``; returns ``[F * hop]``."""
-    mag_mel = decompress(torch.from_numpy(np.asarray(mel, dtype=np.float64)), cfg.log).numpy()
+    mag_mel = decompress(torch.from_numpy(np.asarray(mel, dtype=np.float64)), cfg).numpy()
     fmax = cfg.fmax if cfg.fmax is not None else cfg.sample_rate / 2
     stft = librosa.feature.inverse.mel_to_stft(
-        mag_mel, sr=cfg.sample_rate, n_fft=cfg.n_fft, power=1.0, fmin=cfg.fmin, fmax=fmax,
+        mag_mel, sr=cfg.sample_rate, n_fft=cfg.n_fft, power=cfg.mag_power, fmin=cfg.fmin, fmax=fmax,
         htk=cfg.mel_scale == "htk", norm="slaney" if cfg.mel_norm == "slaney" else None,
     )
     if cfg.normalized:
