@@ -99,6 +99,25 @@ def test_real_mels_of_the_model_convention_pass(demo_files):
         check_mel_range(fn(noise), ranges[id(fn)])
 
 
+OTHER_PRESETS = ("espnet", "coqui", "nemo")  # log10 with statistics-free floor, normalised dB, ln with added guard
+
+
+def test_every_presets_mels_pass_their_own_range_and_the_others_do_not(demo_files):
+    """A model trained on another front end accepts that front end's mels of real speech, silence and +-1 noise,
+    and refuses hifigan mels where their values cannot be its own (ESPnet's and Coqui's), in one line naming the
+    conversion."""
+    x = torch.from_numpy(load_audio(demo_files[0], SR)[0])
+    noise = torch.randint(0, 2, (SR,), generator=torch.Generator().manual_seed(1)).float() * 2 - 1
+    for name in OTHER_PRESETS:
+        fn = MelSpectrogram.from_preset(name, sample_rate=SR)
+        rng = mel_range(fn)
+        for audio in (x, x * 1e-3, (x * 30).clamp(-1, 1), torch.zeros(SR), noise):
+            check_mel_range(fn(audio), rng)
+    for name in ("espnet", "coqui"):
+        with pytest.raises(AudiodiffError, match=r"below what silence gives.*--mel-preset"):
+            check_mel_range(HIFIGAN(x), mel_range(MelSpectrogram.from_preset(name, sample_rate=SR)))
+
+
 def test_vocoder_accepts_silence_and_speech(voc, speech):
     for mel in (HIFIGAN(torch.zeros(4096)), HIFIGAN(speech[:8192]), torch.full((80, 6), -5.0)):
         assert np.isfinite(voc(mel.numpy(), steps=1, seed=0)).all()

@@ -13,6 +13,11 @@ Bounds for audio in [-1, 1], from the front end's arithmetic (window ``w``, filt
   with every value above that level has no quiet band in any frame, as no recording has: a [0, 1] or linear mel.
 Accepted: ``[floor - MARGIN, ceiling + MARGIN]``, ``MARGIN`` = 2 nats (17 dB) of room for an acoustic model's error;
 inside that, a ``ln`` mel clamped well above the floor (a plateau at its minimum) is a log10 mel.
+
+Every other convention (the presets of ``audio/presets.py``: log10, dB, Coqui's normalised dB, a log guard added
+rather than clamped, per-band statistics, power mels) gets the same two bounds in its own units: the compression
+(``mel.compress``) of silence and of each band's largest value (for power mels the looser
+``sum(w)^p sum_k f_m[k]``), over all bands, with the margin of 2 nats taken in those units.
 """
 
 from __future__ import annotations
@@ -36,13 +41,17 @@ SKIP = "to vocode it anyway pass check_mel_range=False (synth: --no-mel-check)"
 class MelRange:
     """The values a front end's log-mel can take (see the module docstring); ``noise`` only for ``log: ln``."""
 
-    log: str
+    log: str  # "ln" (the hifigan convention), "diffwave", or "other" (any other: name says which)
     floor: float
     ceiling: float
     noise: float | None = None
+    units: float | None = None  # "other": MARGIN in the convention's units
+    name: str = ""
 
     @property
     def margin(self) -> float:
+        if self.units is not None:
+            return self.units
         return MARGIN if self.log == "ln" else MARGIN * DB_PER_NAT / 100
 
     @property
@@ -54,23 +63,59 @@ class MelRange:
         return self.ceiling + self.margin
 
     def describe(self) -> str:
+        if self.log == "other":
+            return (f"mels of its own front end ({self.name}: from {self.floor:.3g} for silence to at most "
+                    f"{self.ceiling:.3g} for audio in [-1, 1])")
         if self.log == "ln":
             return (f"natural-log mels (the hifigan convention, ln(max(magnitude, 1e-5)): {self.floor:.2f} for "
                     f"silence, at most {self.ceiling:.2f} for audio in [-1, 1])")
         return "[0, 1] mels (the diffwave preset, (20 log10(max(magnitude, 1e-5)) + 80) / 100 clamped)"
 
 
-def mel_range(mel_fn) -> MelRange:
-    """The ``MelRange`` of a ``MelSpectrogram`` module, from its window and filterbank."""
+
+def _classic(c) -> bool:
+    """The hifigan convention, which the checks below know the other conventions' look of."""
+    return (c.log == "ln" and c.mean is None and c.log_floor == 1e-5 and c.log_guard == "clamp"
+            and c.mag_power == 1.0)
+
+
+def _name(c) -> str:
+    parts = [c.log if c.log != "db" else f"dB re {c.db_ref:g}"]
+    if c.db_norm:
+        parts.append(f"{c.db_norm} normalisation")
+    if c.mean is not None:
+        parts.append("mean-variance statistics")
+    if c.mag_power != 1.0:
+        parts.append(f"magnitude^{c.mag_power:g}")
+    return ", ".join(parts)
+
+
+def _band_bound(mel_fn) -> torch.Tensor:
+    """Each band's largest linear value for audio in [-1, 1] ``[n_mels]`` (the module docstring)."""
     c = mel_fn.config
-    if c.log == "diffwave":
-        return MelRange("diffwave", 0.0, 1.0)
     fb = mel_fn.fbank.detach().double().cpu()  # [n_mels, bins]
     w = mel_fn.window.detach().double().cpu()
     energy = float(w.square().sum())
     norm = math.sqrt(energy) if c.normalized else 1.0
+    if c.mag_power != 1.0:
+        return fb.sum(1) * ((float(w.sum()) + math.sqrt(c.mag_eps)) / norm) ** c.mag_power
     bound = torch.minimum(float(w.sum()) * fb.sum(1), fb.norm(dim=1) * math.sqrt(c.n_fft * energy))
-    bound = (bound + math.sqrt(c.mag_eps) * fb.sum(1)) / norm  # [n_mels]
+    return (bound + math.sqrt(c.mag_eps) * fb.sum(1)) / norm
+
+
+def mel_range(mel_fn) -> MelRange:
+    """The ``MelRange`` of a ``MelSpectrogram`` module, from its window and filterbank."""
+    from audiodiff.audio.mel import compress
+
+    c = mel_fn.config
+    if c.log == "diffwave":
+        return MelRange("diffwave", 0.0, 1.0)
+    bound = _band_bound(mel_fn)
+    if not _classic(c):
+        squeeze = lambda x: compress(x[:, None], c)[:, 0]  # noqa: E731  (per band: the statistics are per band)
+        floor, top = squeeze(torch.zeros_like(bound)), squeeze(bound)
+        margin = float((squeeze(bound * math.exp(MARGIN)) - top).abs().max())  # 2 nats in this convention's units
+        return MelRange("other", float(floor.min()), float(top.max()), units=margin, name=_name(c))
     noise = mel_fn.noise_band_mean()  # full-scale noise of +-1 samples has unit variance
     return MelRange("ln", LN_FLOOR, math.log(max(float(bound.max()), 1e-5)),
                     math.log(max(float(noise.max()), 1e-5)))
@@ -79,7 +124,10 @@ def mel_range(mel_fn) -> MelRange:
 def check_mel_range(mel: torch.Tensor, rng: MelRange) -> None:
     """Refuse a finite ``mel`` (any shape) whose values do not fit ``rng``, naming the likely convention and the fix."""
     mn, mx = torch.stack(torch.aminmax(mel.detach().float())).tolist()  # one host synchronisation
-    problem = _ln_problem(mel, mn, mx, rng) if rng.log == "ln" else _diffwave_problem(mn, mx, rng)
+    if rng.log == "other":
+        problem = _other_problem(mn, mx, rng)
+    else:
+        problem = _ln_problem(mel, mn, mx, rng) if rng.log == "ln" else _diffwave_problem(mn, mx, rng)
     if problem:
         seen, fix = problem
         raise AudiodiffError(f"{seen}; this model expects {rng.describe()}; {fix}; {SKIP}")
@@ -115,4 +163,13 @@ def _diffwave_problem(mn: float, mx: float, rng: MelRange) -> tuple[str, str] | 
     if mx > rng.hi:
         return (f"mel values reach {mx:.3g}, above 1: it looks like a linear magnitude mel",
                 f"take np.clip((20 * np.log10(np.maximum(mel, 1e-5)) + 80) / 100, 0, 1) or {REMAKE}")
+    return None
+
+
+def _other_problem(mn: float, mx: float, rng: MelRange) -> tuple[str, str] | None:
+    convert = f"convert it with audiodiff.audio.convert (synth: --mel-preset NAME) or {REMAKE}"
+    if mn < rng.lo:
+        return f"mel values reach {mn:.3g}, below what silence gives ({rng.floor:.3g})", convert
+    if mx > rng.hi:
+        return f"mel values reach {mx:.3g}, above what audio in [-1, 1] gives ({rng.ceiling:.3g})", convert
     return None
