@@ -33,6 +33,7 @@ from audiodiff.diffusion.noise import positional_noise
 from audiodiff.errors import AudiodiffError, check_options, check_seed
 from audiodiff.fastpath import Runtime
 from audiodiff.inference import chunks as chunking
+from audiodiff.inference import stream as streaming
 from audiodiff.inference.base import InferenceModel
 from audiodiff.inference.options import MAX_BATCH, NAMES, PRECISIONS, SAVED, SynthesisOptions  # noqa: F401
 
@@ -206,6 +207,16 @@ class Vocoder(InferenceModel):
             seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator).item())
         waves = self.vocode_rows(mels, list(range(len(mels))), check_seed(seed), steps, sampler, betas, refine)
         return _outputs(waves, form)
+
+    def stream(self, frames, seed: int = 0, block_frames: int = streaming.BLOCK_FRAMES,
+               overlap_frames: int | None = None, steps: int | None = None, sampler: str | None = None,
+               refine: bool = True):
+        """Audio blocks for mel frames as they come: ``frames`` is an iterable of pieces ``[n_mels, k]`` (any sizes),
+        and each block is returned once ``overlap_frames`` (default: the vocoder's) plus the refinement's context
+        more frames have arrived (``inference/stream.py``; ``MelStream`` pushes instead). Blocks of
+        ``block_frames`` frames; joined, they equal ``self(mel, seed=seed)`` away from chunk edges."""
+        return streaming.stream(self, frames, seed=seed, block_frames=block_frames, overlap_frames=overlap_frames,
+                                steps=steps, sampler=sampler, refine=refine)
 
     def _inputs(self, mel) -> tuple[list[torch.Tensor], tuple[str, bool]]:
         """Validated mels ``[n_mels, F]`` on this device, one per output row, and how to return the rows: the
