@@ -17,7 +17,8 @@ from audiodiff.errors import AudiodiffError
 from conftest import REPO
 
 # Stands in for an install without the extras: importing a blocked package raises ImportError, as when it is absent.
-BLOCK = "import sys\nfor name in ('tensorboard', 'matplotlib', 'torch.utils.tensorboard'):\n    sys.modules[name] = None\n"
+BLOCK = ("import sys\nfor name in ('tensorboard', 'matplotlib', 'torch.utils.tensorboard'):\n"
+         "    sys.modules[name] = None\n")
 
 
 def run_python(code: str, *args) -> subprocess.CompletedProcess:

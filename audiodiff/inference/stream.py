@@ -11,8 +11,8 @@ to ``(j + 1) S + margin``. At the end of the stream a last, shorter chunk covers
 and the remaining blocks are refined with the context there is.
 
 Look-ahead: a block is out once ``overlap`` plus ``margin`` (rounded up to whole blocks) more frames have arrived
-(``lookahead_frames``); a frame waits besides for its block to fill (up to ``block`` frames): ``latency_frames``. Blocks are fixed, so the output does not depend on how
-the frames are split when pushed. Away from chunk edges the output equals offline synthesis with the same seed to
+(``lookahead_frames``); a frame waits besides for its block to fill (up to ``block`` frames): ``latency_frames``.
+Blocks are fixed, so the output does not depend on how the frames are split when pushed. Away from chunk edges the output equals offline synthesis with the same seed to
 float32 rounding (``tests/test_stream.py``); at a chunk's edges it differs as chunked synthesis does, by the
 model's cut context, weighted down by the cross-fade.
 """
