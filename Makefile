@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 
 .PHONY: demo test docs install clean
 
+# The dev extra holds every other one: train (TensorBoard) and plots (matplotlib), which a plain `pip install .`
+# (inference only) leaves out, and music and metrics, which tests use.
 $(BIN)/audiodiff: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip

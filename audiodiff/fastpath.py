@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from audiodiff.factory import build_denoiser
+from audiodiff.inference import cpu_layers
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +116,9 @@ class FastBackbone(nn.Module):
 
 class Runtime:
     """The network as sampling runs it: ``denoiser``, the fp32 eager reference, and the fast path built from the same
-    weights on first use. ``runner(options)`` gives ``(denoiser, graphs)``: the eager network and no graphs on the
-    CPU at fp32; otherwise a bf16 or fp32 copy of the weights (in bf16 on a GPU the fused Triton layer kernel when
+    weights on first use. ``runner(options)`` gives ``(denoiser, graphs)``: on the CPU at fp32 the network with its
+    layers run in time tiles (``inference/cpu_layers.py``; the eager one with ``options.kernel`` off) and no
+    graphs; otherwise a bf16 or fp32 copy of the weights (in bf16 on a GPU the fused Triton layer kernel when
     ``options.kernel`` is set and the kernel fits) and, on a GPU with ``options.graphs`` set, the ``SamplingGraphs``
     that replay whole sampling calls. The copy and its graphs are kept for one ``key``: the device and the whole
     options value, so a graph captured under one setting is never replayed under another."""
@@ -126,6 +128,7 @@ class Runtime:
         self.diffusion = diffusion
         self.denoiser = build_denoiser(self.net, diffusion)  # fp32 eager: the reference path
         self._fast = None  # (key, denoiser, SamplingGraphs or None) of the fast path
+        self._tiled = None  # the CPU's denoiser with time-tiled layers (inference/cpu_layers.py)
 
     @property
     def device(self) -> torch.device:
@@ -142,6 +145,10 @@ class Runtime:
         precision = options.precision_on(device.type)
         graphs = options.graphs and device.type == "cuda"
         if precision == "fp32" and not graphs:
+            if device.type != "cuda" and options.kernel and cpu_layers.fits(self.net):
+                if self._tiled is None:  # reads the network's weights: nothing to rebuild when options change
+                    self._tiled = build_denoiser(cpu_layers.TiledDiffWave(self.net), self.diffusion)
+                return self._tiled, None
             return self.denoiser, None
         key = self.key(device, options)
         if self._fast is None or self._fast[0] != key:

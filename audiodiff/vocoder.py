@@ -2,6 +2,7 @@
 
     voc = Vocoder.from_pretrained()            # the bundled speech vocoder, or from_pretrained("my-export/")
     wav = voc(mel)                              # mel [n_mels, frames] or [B, n_mels, frames], numpy or torch
+    wavs = voc([mel_a, mel_b])                  # a list of mels of any lengths: a list of waveforms
 
 An exported model is a directory with ``config.json`` (mel, model and diffusion settings, tuned schedules, the
 refinement settings) and ``model.safetensors`` (EMA weights); nothing is unpickled. The settings of synthesis are
@@ -32,6 +33,7 @@ from audiodiff.diffusion.noise import positional_noise
 from audiodiff.errors import AudiodiffError, check_options, check_seed
 from audiodiff.fastpath import Runtime
 from audiodiff.inference import chunks as chunking
+from audiodiff.inference import stream as streaming
 from audiodiff.inference.base import InferenceModel
 from audiodiff.inference.options import MAX_BATCH, NAMES, PRECISIONS, SAVED, SynthesisOptions  # noqa: F401
 
@@ -50,7 +52,8 @@ def check_mel(mel, n_mels: int) -> tuple[torch.Tensor, bool]:
                                  f"(convert with mel.astype(np.float32))")
         mel = torch.from_numpy(np.ascontiguousarray(mel, dtype=mel.dtype.newbyteorder("=")))  # big-endian too
     elif not isinstance(mel, torch.Tensor):
-        raise AudiodiffError(f"mel must be a numpy array or torch tensor, got {type(mel).__name__}")
+        raise AudiodiffError(f"mel must be a numpy array or torch tensor, got {type(mel).__name__}; several mels go "
+                             f"in a list of arrays or tensors, one per mel")
     if mel.is_meta:
         raise AudiodiffError(f"mel is a meta tensor {tuple(mel.shape)}, which holds no values; pass a tensor with data")
     if not mel.is_floating_point():
@@ -187,37 +190,76 @@ class Vocoder(InferenceModel):
     def __call__(self, mel, steps: int | None = None, sampler: str | None = None,
                  generator: torch.Generator | None = None, seed: int | None = None, betas=None,
                  refine: bool = True, **unknown):
-        """Waveform ``[T]`` (or ``[B, T]`` for a batched mel) at ``sample_rate``, numpy for numpy input.
-        ``steps`` and ``sampler`` override the vocoder's for this call. ``refine=False``: the network's raw output,
-        without this vocoder's mel-consistency iterations; ``refine_waveform(raw, mel)`` then gives what a plain
-        call returns, without sampling again."""
+        """Waveform ``[T]`` (or ``[B, T]`` for a batched mel ``[B, n_mels, F]``, ``[1, T]`` for ``[1, n_mels, F]``)
+        at ``sample_rate``, numpy for numpy input. A list of mels of different lengths gives a list of waveforms:
+        item ``i`` is what row ``i`` of a batch would be (the same noise), and chunks of equal length are
+        synthesised together (``inference/chunks.py``). ``steps`` and ``sampler`` override the vocoder's for this
+        call. ``refine=False``: the network's raw output, without this vocoder's mel-consistency iterations;
+        ``refine_waveform(raw, mel)`` then gives what a plain call returns, without sampling again."""
         check_options(unknown, CALL_OPTIONS, "Vocoder(mel, ...)")
         if not isinstance(refine, bool):
             raise AudiodiffError(f"refine must be True or False in a call, got {refine!r}; set the number of "
                                  f"iterations with Vocoder.from_pretrained(..., refine=N)")
-        was_numpy = isinstance(mel, np.ndarray)
+        mels, form = self._inputs(mel)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise AudiodiffError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        if seed is None:
+            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator).item())
+        waves = self.vocode_rows(mels, list(range(len(mels))), check_seed(seed), steps, sampler, betas, refine)
+        return _outputs(waves, form)
+
+    def stream(self, frames, seed: int = 0, block_frames: int = streaming.BLOCK_FRAMES,
+               overlap_frames: int | None = None, steps: int | None = None, sampler: str | None = None,
+               refine: bool = True):
+        """Audio blocks for mel frames as they come: ``frames`` is an iterable of pieces ``[n_mels, k]`` (any sizes),
+        and each block is returned once ``overlap_frames`` (default: the vocoder's) plus the refinement's context
+        more frames have arrived (``inference/stream.py``; ``MelStream`` pushes instead). Blocks of
+        ``block_frames`` frames; joined, they equal ``self(mel, seed=seed)`` away from chunk edges."""
+        return streaming.stream(self, frames, seed=seed, block_frames=block_frames, overlap_frames=overlap_frames,
+                                steps=steps, sampler=sampler, refine=refine)
+
+    def _inputs(self, mel) -> tuple[list[torch.Tensor], tuple[str, bool]]:
+        """Validated mels ``[n_mels, F]`` on this device, one per output row, and how to return the rows: the
+        input's form (``"one"``, ``"batch"`` or ``"list"``) and whether it was numpy."""
+        if isinstance(mel, (list, tuple)) and mel and all(isinstance(m, (np.ndarray, torch.Tensor)) for m in mel):
+            items = [self._input(m) for m in mel]
+            if any(batched and m.shape[0] != 1 for m, batched in items):
+                raise AudiodiffError("a list of mels holds [n_mels, frames] (or [1, n_mels, frames]) arrays; pass "
+                                     "a batch [B, n_mels, frames] on its own, or each of its rows in the list")
+            return [m[0] for m, _ in items], ("list", all(isinstance(m, np.ndarray) for m in mel))
+        if isinstance(mel, (list, tuple)) and not mel:
+            raise AudiodiffError("the list of mels is empty; pass at least one mel [n_mels, frames]")
+        mel_t, batched = self._input(mel)
+        return list(mel_t), ("batch" if batched else "one", isinstance(mel, np.ndarray))
+
+    def prepare(self, mel) -> list[torch.Tensor]:
+        """``mel`` (as a call takes it) validated and on this device: one ``[n_mels, F]`` tensor per output row,
+        what ``vocode_rows`` takes."""
+        return self._inputs(mel)[0]
+
+    def _input(self, mel) -> tuple[torch.Tensor, bool]:
         mel_t, batched = check_mel(mel, self.n_mels)
         if mel_t.device.type != "cpu" and mel_t.device != self.device:
             raise AudiodiffError(f"mel is on {mel_t.device} but this model is on {self.device}; pass "
                                  f"mel.to({str(self.device)!r}), or load the model with device={str(mel_t.device)!r}")
         if self.check_mel_range:
             check_mel_range(mel_t, self._range)
+        return mel_t.to(self.device), batched
+
+    def vocode_rows(self, mels: list[torch.Tensor], rows: list[int], seed: int, steps: int | None = None,
+                    sampler: str | None = None, betas=None, refine: bool = True) -> list[torch.Tensor]:
+        """Waveforms ``[F_i * hop]`` of validated mels ``[n_mels, F_i]`` on this device (``_inputs``), mel ``i``
+        drawing noise row ``rows[i]`` of ``seed``: how a batch's rows, a list's items and a folder's files
+        (``inference/files.py``) are vocoded, so that each gets the noise of its row whatever it is batched with."""
         # This call's sampler and steps, validated as options are; the fast path stays keyed by the vocoder's own.
         call = self.options.replace(**{k: v for k, v in (("sampler", sampler), ("steps", steps)) if v is not None})
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise AudiodiffError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-        if seed is None:
-            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator).item())
-        seed = check_seed(seed)
         sigmas = sigmas_for(call.sampler, call.steps, self.denoiser.schedule, betas, self.tuned_schedules)
-        mel_t = mel_t.to(self.device)
-        wav = self._synthesize(mel_t, call.sampler, sigmas, seed)
+        waves = self._synthesize(mels, rows, call.sampler, sigmas, seed)
         if self.refine and refine:
-            wav = self._refine(wav, mel_t)
-        if not torch.isfinite(wav).all():
+            waves = self._refine_rows(waves, mels)
+        if not all(torch.isfinite(w).all() for w in waves):
             raise AudiodiffError(self._nonfinite_output())
-        wav = wav if batched else wav[0]
-        return wav.cpu().numpy() if was_numpy else wav
+        return waves
 
     def _nonfinite_output(self) -> str:
         bad = [name for name, p in self.net.named_parameters() if not torch.isfinite(p).all()]
@@ -240,6 +282,15 @@ class Vocoder(InferenceModel):
         wav_t = wav_t if batched else wav_t[0]
         return wav_t.cpu().numpy() if was_numpy else wav_t
 
+    def _refine_rows(self, waves: list[torch.Tensor], mels: list[torch.Tensor]) -> list[torch.Tensor]:
+        """``_refine`` of every row, rows of one length stacked into one batch."""
+        out: list[torch.Tensor | None] = [None] * len(waves)
+        for idx in _by_length(mels):
+            done = self._refine(torch.stack([waves[i] for i in idx]), torch.stack([mels[i] for i in idx]))
+            for i, wave in zip(idx, done):
+                out[i] = wave
+        return out
+
     def _refine(self, wav: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
         """Mel-consistency refinement (``audio/refine.py``), replayed from a CUDA graph where sampling is: its
         iterations are many small FFT and elementwise kernels, so launching them one by one costs more than
@@ -253,20 +304,48 @@ class Vocoder(InferenceModel):
         key = ("refine", options.refine, options.refine_momentum)
         return graphs(key, run, wav, mel) if graphs is not None else run(wav, mel)
 
-    def _synthesize(self, mel: torch.Tensor, sampler: str, sigmas: torch.Tensor, seed: int) -> torch.Tensor:
-        B, _, F = mel.shape
+    def _synthesize(self, mels: list[torch.Tensor], rows: list[int], sampler: str, sigmas: torch.Tensor,
+                    seed: int) -> list[torch.Tensor]:
+        """Raw waveforms ``[F_i * hop]`` of mels ``[n_mels, F_i]``, chunked (``inference/chunks.py``); mel ``i``
+        draws noise row ``rows[i]``, its chunk at frame ``a`` the noise of samples from ``a * hop`` on."""
         hop, options = self.hop_length, self.options
-        chunks = chunking.plan(F, options.chunk_frames, options.overlap_frames)
-        runner, graphs = self.runtime.runner(options)
-        out = torch.zeros(B, F * hop, device=mel.device)
+        device = mels[0].device
+        plans = [chunking.plan(m.shape[-1], options.chunk_frames, options.overlap_frames) for m in mels]
+        outs = [torch.zeros(m.shape[-1] * hop, device=device) for m in mels]
         ramp = options.overlap_frames * hop
-        seed_t = torch.tensor(seed, dtype=torch.int64, device=mel.device)
-        upsample = self.net.upsample
+        seed_t = torch.tensor(seed, dtype=torch.int64, device=device)
+        sample = self._chunk_sampler(sampler, sigmas)
 
-        # The shaped prior's parameters (audio/prior.py) of the whole mel, sliced per chunk, so chunks agree with
-        # whole synthesis; the samplers run in the coordinates L^-1 x (diffusion/denoiser.py).
+        # The shaped prior's parameters (audio/prior.py) of each whole mel, sliced per chunk, so chunks agree with
+        # whole synthesis; mels of one length are computed together.
         mel_prior = MelPrior.from_config(self.diffusion_config, self._mel_fn)
-        params = None if mel_prior is None else mel_prior.params(mel)
+        params: list[torch.Tensor | None] = [None] * len(mels)
+        if mel_prior is not None:
+            for idx in _by_length(mels):
+                for i, p in zip(idx, mel_prior.params(torch.stack([mels[i] for i in idx]))):
+                    params[i] = p
+
+        # (row, chunk index) jobs whose chunks have one length, so each group stacks into one batch.
+        for group in chunking.length_groups(plans, self.max_batch):
+            spans = [plans[b][i] for b, i in group]
+            part = torch.stack([mels[b][:, a:e] for (b, _), (a, e) in zip(group, spans)])  # [G, n_mels, frames]
+            prior_part = None if mel_prior is None else \
+                torch.stack([mel_prior.chunk(params[b], a, e) for (b, _), (a, e) in zip(group, spans)])
+            offsets = [a * hop for a, _ in spans]
+            y = sample(part, offsets, [rows[b] for b, _ in group], seed_t, prior_part)
+            for (b, i), wave in zip(group, y):
+                chunking.overlap_add(outs[b][None], 0, i, wave, plans[b], hop, ramp)
+        return [out / chunking.weight_sum(plan, hop, ramp, device) for out, plan in zip(outs, plans)]
+
+    def _chunk_sampler(self, sampler: str, sigmas: torch.Tensor):
+        """``sample(part, offsets, rows, seed_t, prior_part) -> [G, samples]``: the raw waveforms of mel chunks
+        ``part [G, n_mels, frames]`` whose first samples are at ``offsets`` (ints) of noise ``rows`` (ints), from
+        one CUDA graph per shape where the fast path has graphs. ``prior_part``: the shaped prior's parameters of
+        the chunks (``MelPrior.chunk``), or None."""
+        hop = self.hop_length
+        runner, graphs = self.runtime.runner(self.options)
+        upsample = self.net.upsample
+        mel_prior = MelPrior.from_config(self.diffusion_config, self._mel_fn)
 
         def sample(part, offsets, rows, seed_t, *prior_part):  # device tensors in, waveforms out: one graph
             noise = positional_noise(seed_t, offsets, rows)
@@ -279,19 +358,29 @@ class Vocoder(InferenceModel):
             y = SAMPLERS[sampler](runner, x, sigmas, noise_sampler=noise, extra_args={**extra, "prior": shaped})
             return shaped.apply(y)
 
-        # (row, chunk index): chunks of one length, so any group stacks into one batch.
-        for group in chunking.groups(B, len(chunks), self.max_batch):
-            part = torch.stack([mel[b, :, chunks[i][0]:chunks[i][1]] for b, i in group])  # [G, n_mels, frames]
-            rows = torch.tensor([b for b, _ in group], device=mel.device)
-            offsets = torch.tensor([chunks[i][0] * hop for _, i in group], device=mel.device)
-            args = (part, offsets, rows, seed_t)
-            if params is not None:
-                args += (torch.stack([mel_prior.chunk(params[b], *chunks[i]) for b, i in group]),)
-            if graphs is not None:
-                y = graphs((sampler, tuple(sigmas.tolist())), sample, *args)
-            else:
-                y = sample(*args)
-            y = y.clamp(-1, 1)[:, 0]
-            for (b, i), wave in zip(group, y):
-                chunking.overlap_add(out, b, i, wave, chunks, hop, ramp)
-        return out / chunking.weight_sum(chunks, hop, ramp, mel.device)
+        def run(part, offsets, rows, seed_t, prior_part=None):
+            device = part.device
+            args = (part, torch.tensor(offsets, device=device), torch.tensor(rows, device=device), seed_t)
+            args += (prior_part,) if prior_part is not None else ()
+            y = graphs((sampler, tuple(sigmas.tolist())), sample, *args) if graphs is not None else sample(*args)
+            return y.clamp(-1, 1)[:, 0]
+
+        return run
+
+
+def _by_length(mels: list[torch.Tensor]) -> list[list[int]]:
+    """Indices of ``mels`` grouped by frame count, in order of first appearance."""
+    groups: dict[int, list[int]] = {}
+    for i, m in enumerate(mels):
+        groups.setdefault(m.shape[-1], []).append(i)
+    return list(groups.values())
+
+
+def _outputs(waves: list[torch.Tensor], form: tuple[str, bool]):
+    """The waveforms in the form of the input (``Vocoder._inputs``): one, a stacked batch or a list; numpy for
+    numpy input."""
+    kind, was_numpy = form
+    convert = (lambda w: w.cpu().numpy()) if was_numpy else (lambda w: w)
+    if kind == "list":
+        return [convert(w) for w in waves]
+    return convert(torch.stack(waves) if kind == "batch" else waves[0])

@@ -8,8 +8,15 @@ import torch
 
 
 def mel_png(mel: torch.Tensor, title: str) -> bytes:
-    """A log-mel ``[n_mels, F]`` rendered as PNG bytes (frames across, bands up)."""
-    import matplotlib
+    """A log-mel ``[n_mels, F]`` rendered as PNG bytes (frames across, bands up); needs matplotlib (the
+    ``plots`` or ``train`` extra)."""
+    try:
+        import matplotlib
+    except ImportError:
+        from audiodiff.errors import AudiodiffError
+
+        raise AudiodiffError("mel pictures need matplotlib, which an inference-only install leaves out: "
+                             "pip install 'audiodiff[plots]'") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

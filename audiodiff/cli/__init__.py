@@ -59,8 +59,6 @@ def main(argv=None) -> None:
 def _main(args: list[str]) -> None:
     debug = "--debug" in args
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s" if debug else "%(message)s")
-    from audiodiff.training.loop import Interrupted
-
     try:
         code = cli.main(args=args, prog_name="audiodiff", standalone_mode=False)
     except click.exceptions.Abort as err:  # click has printed the blank line
@@ -69,18 +67,25 @@ def _main(args: list[str]) -> None:
     except click.ClickException as err:
         err.show()
         sys.exit(err.exit_code)
-    except Interrupted as err:
-        click.echo(f"interrupted: {err}", err=True)
-        sys.exit(130)
     except AudiodiffError as err:
         if debug:
             raise
         click.echo(f"error: {err}", err=True)
         sys.exit(1)
     except Exception as err:  # an unexpected failure: still one line unless --debug
+        if _interrupted(err):
+            click.echo(f"interrupted: {err}", err=True)
+            sys.exit(130)
         if debug:
             raise
         click.echo(f"error: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''} "
                    f"(rerun with --debug for the traceback)", err=True)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _interrupted(err: Exception) -> bool:
+    """Whether ``err`` is the training loop's ``Interrupted`` (a checkpoint was saved after SIGINT/SIGTERM): looked up
+    only where the loop was imported, since importing it imports torch, which ``audiodiff --help`` must not."""
+    loop = sys.modules.get("audiodiff.training.loop")
+    return loop is not None and isinstance(err, loop.Interrupted)

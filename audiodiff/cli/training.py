@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from audiodiff.cli.options import sampling_options
+
 
 @click.command()
 @click.argument("recipe", metavar="RECIPE|NAME", type=click.Path(path_type=Path))
@@ -41,15 +43,37 @@ def train(recipe: Path, data, run_dir, overrides, init, device, no_progress):
 
 
 @click.command()
-@click.argument("run_dir", type=click.Path(path_type=Path))
-@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.argument("run_dir", metavar="RUN_DIR|MODEL", type=click.Path(path_type=Path))
+@click.argument("out_dir", metavar="OUT_DIR|OUT.onnx", type=click.Path(path_type=Path))
 @click.option("--checkpoint", type=click.Path(path_type=Path), help="A specific checkpoint [default: newest].")
 @click.option("--fp16", is_flag=True, help="Store the weights in half precision (half the size).")
 @click.option("--vocoder", type=click.Path(path_type=Path),
               help="Spectrogram generators only: an exported vocoder with the same mel settings, stored as the "
                    "generator's paired vocoder (OUT_DIR/vocoder), which `audiodiff generate` uses by default.")
-def export(run_dir, out_dir, checkpoint, fp16, vocoder):
-    """Export the EMA weights of a training run as a model directory (config.json + model.safetensors)."""
+@sampling_options
+def export(run_dir, out_dir, checkpoint, fp16, vocoder, steps, sampler):
+    """Export the EMA weights of a training run as a model directory (config.json + model.safetensors).
+
+    With an OUT path ending in .onnx, write instead the sampling of the vocoder model directory MODEL (`default`:
+    the bundled one) as one ONNX graph with a dynamic length, for onnxruntime or TensorRT: inputs mel and noise,
+    output the raw waveform (no refinement); --steps and --sampler fix its sampling. See docs/deployment.md.
+    """
+    if out_dir.suffix.lower() == ".onnx":
+        from audiodiff.errors import AudiodiffError
+        from audiodiff.inference.onnx import export_onnx
+        from audiodiff.vocoder import Vocoder
+
+        if checkpoint or fp16 or vocoder:
+            raise AudiodiffError("--checkpoint, --fp16 and --vocoder export training runs; an ONNX export takes a "
+                                 "model directory and --steps/--sampler only")
+        voc = Vocoder.from_pretrained(None if str(run_dir) == "default" else run_dir, device="cpu")
+        click.echo(f"exported {export_onnx(voc, out_dir, steps=steps, sampler=sampler)}")
+        return
+    if steps is not None or sampler is not None:
+        from audiodiff.errors import AudiodiffError
+
+        raise AudiodiffError("--steps and --sampler apply to an ONNX export (OUT.onnx); a model directory keeps the "
+                             "run's settings (change them at synthesis: synth --steps, --sampler)")
     from audiodiff.training import export as run_export
 
     click.echo(f"exported {run_export(run_dir, out_dir, checkpoint, fp16, vocoder)}")

@@ -1,7 +1,8 @@
-"""``audiodiff mel`` and ``audiodiff synth``: audio to a .npy mel, and a .npy mel to audio through a vocoder.
+"""``audiodiff mel`` and ``audiodiff synth``: audio to a .npy mel, and .npy mels (one, or a folder or list of them)
+to audio through a vocoder.
 
-The checks of their files live here too: an output that is the input, and what ``synth`` was given instead of a
-.npy mel (an audio file, a zip, a text file), each refused with one line that says what to do.
+An output that is the input is refused here; what ``synth`` was given instead of a .npy mel (an audio file, a zip,
+a text file) is refused by ``inference/files.py``, which also vocodes folders.
 """
 
 from __future__ import annotations
@@ -13,11 +14,7 @@ import click
 from audiodiff import atomic
 from audiodiff.cli.options import SEED, max_batch_option, precision_option, refine_options, sampling_options
 from audiodiff.errors import AudiodiffError
-
-# The first bytes of files that people give synth instead of a .npy mel.
-MAGIC = ((b"RIFF", "a WAV audio file"), (b"fLaC", "a FLAC audio file"), (b"OggS", "an Ogg audio file"),
-         (b"ID3", "an MP3 audio file"), (b"\xff\xfb", "an MP3 audio file"), (b"\xff\xf3", "an MP3 audio file"),
-         (b"FORM", "an AIFF audio file"))
+from audiodiff.inference.files import BATCH, load_mel
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -25,39 +22,6 @@ def _same_file(a: Path, b: Path) -> bool:
     import os
 
     return a.exists() and b.exists() and os.path.samefile(a, b)
-
-
-def _load_mel(path: Path):
-    import numpy as np
-
-    if not path.is_file():
-        raise AudiodiffError(f"{path}: no such file; give a .npy mel saved by `audiodiff mel` or np.save")
-    with open(path, "rb") as f:
-        head = f.read(512)
-    if not head:
-        raise AudiodiffError(f"{path}: the file is empty (0 bytes); give a .npy mel saved by `audiodiff mel` or "
-                             f"np.save")
-    kind = next((name for magic, name in MAGIC if head.startswith(magic)), None)
-    if kind is not None:
-        raise AudiodiffError(f"{path} is {kind}, not a mel; make its mel with `audiodiff mel {path} MEL.npy` "
-                             f"(or pass --model MODEL to use a model's mel settings), then synth MEL.npy")
-    if head.startswith(b"PK\x03\x04"):
-        raise AudiodiffError(f"{path} is a zip archive (np.savez?), not one .npy array; save the mel with np.save")
-    if not head.startswith(b"\x93NUMPY") and _is_text(head):
-        raise AudiodiffError(f"{path} is a text file, not a .npy mel; save mels with np.save (a text array loads "
-                             f"with np.loadtxt)")
-    try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as err:
-        raise AudiodiffError(f"{path}: not a numpy .npy array ({str(err)[:80]}); save mels with np.save") from None
-
-
-def _is_text(head: bytes) -> bool:
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:  # possibly cut inside a character at byte 512: judge what came before
-        text = head[:-4].decode("utf-8", errors="replace")
-    return "\ufffd" not in text and all(c.isprintable() or c in "\t\r\n\f" for c in text)
 
 
 # The preset names, written out: importing audio/ would import torch, which `audiodiff --help` must not wait for
@@ -151,8 +115,8 @@ def mel(audio_in, mel_out, preset, settings, stats, model):
 
 
 @click.command()
-@click.argument("mel_in", metavar="MEL.npy", type=click.Path(path_type=Path))
-@click.argument("wav_out", metavar="OUT.wav", type=click.Path(path_type=Path))
+@click.argument("mel_in", metavar="MEL", type=click.Path(path_type=Path))
+@click.argument("wav_out", metavar="OUT", type=click.Path(path_type=Path))
 @click.option("--model", type=click.Path(path_type=Path),
               help="Exported model directory (from `audiodiff export`) [default: the bundled speech-22k "
                    "vocoder, hifigan mel].")
@@ -161,32 +125,62 @@ def mel(audio_in, mel_out, preset, settings, stats, model):
 @click.option("--no-graphs", is_flag=True, help="Do not replay CUDA graphs on a GPU (debugging).")
 @refine_options
 @max_batch_option
+@click.option("--batch", type=click.IntRange(min=1), default=BATCH, show_default=True,
+              help="A folder or list: mels per vocoder call (sorted by length, so mels of one length run together).")
 @click.option("--no-mel-check", is_flag=True,
               help="Vocode the mel even if its values do not fit the model's mel convention (dB, log10, [0, 1] "
                    "or linear mels are refused by default).")
 @click.option("--device", help="cpu, cuda or cuda:N [default: cuda if available].")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Noise seed (same seed, same output).")
+@click.option("--no-progress", is_flag=True, help="A folder or list: no progress bar (for logs).")
 @click.option("--mel-preset", metavar="NAME", help="The mel is in this preset's convention (e.g. espnet, coqui, "
               "nemo; `audiodiff mel --list-presets`): convert it to the model's first (docs/interop.md).")
-def synth(mel_in, wav_out, model, steps, sampler, precision, no_graphs, refine, refine_momentum, max_batch,
-          no_mel_check, device, seed, mel_preset):
-    """Vocode a mel-spectrogram [n_mels, frames] saved as .npy into a 16-bit wav file."""
+def synth(mel_in, wav_out, model, steps, sampler, precision, no_graphs, refine, refine_momentum, max_batch, batch,
+          no_mel_check, device, seed, no_progress, mel_preset):
+    """Vocode a mel-spectrogram [n_mels, frames] saved as .npy into a 16-bit wav file OUT; or every .npy mel in a
+    folder (recursive), or in a .txt list of paths, into one wav each in the folder OUT.
+
+    \b
+      audiodiff synth mel.npy out.wav
+      audiodiff synth mels/ wavs/        # mels/a.npy -> wavs/a.wav, mels/x/b.npy -> wavs/x/b.wav
+      audiodiff synth list.txt wavs/     # one .npy path per line (relative to the list's folder)
+    Every file gets the noise that `synth FILE.npy OUT.wav --seed SEED` gives it.
+    """
     from audiodiff.audio.io import save_audio
     from audiodiff.vocoder import Vocoder
 
+    to_audio = wav_out.suffix.lower() in (".wav", ".flac")
+    many = mel_in.is_dir() or (mel_in.suffix.lower() == ".txt" and not to_audio)  # a folder, or a list into one
     if _same_file(mel_in, wav_out):
         raise AudiodiffError(f"output {wav_out} would overwrite the input; give a .wav path")
-    if wav_out.suffix.lower() not in (".wav", ".flac"):
+    if many and to_audio:
+        raise AudiodiffError(f"output {wav_out}: {mel_in} holds several mels; give a folder for their wav files")
+    if not many and not to_audio:
         raise AudiodiffError(f"output {wav_out}: synth writes audio; give a path ending in .wav or .flac")
-    atomic.check_writable(wav_out, "audio file")
-    mel_arr = _load_mel(mel_in)
+    if many:
+        atomic.check_writable(wav_out / "probe.wav", "audio file")  # creates the folder
+    else:
+        atomic.check_writable(wav_out, "audio file")
+        mel_arr = load_mel(mel_in)
     voc = Vocoder.from_pretrained(model, device=device, sampler=sampler, steps=steps, precision=precision,
                                   graphs=not no_graphs, refine=refine, refine_momentum=refine_momentum,
                                   max_batch=max_batch, check_mel_range=not no_mel_check)
+    convert = None
     if mel_preset is not None:
-        mel_arr = _converted(mel_arr, mel_preset, voc.mel_config)
+        convert = lambda arr: _converted(arr, mel_preset, voc.mel_config)  # noqa: E731
+    if many:
+        from audiodiff.inference.files import vocode_files
+
+        written = vocode_files(voc, mel_in, wav_out, seed=seed, batch=batch, progress=not no_progress,
+                               convert=convert)
+        click.echo(f"wrote {len(written)} wav files to {wav_out} at {voc.sample_rate} Hz")
+        return
+    if convert is not None:
+        mel_arr = convert(mel_arr)
     wav = voc(mel_arr, seed=seed)
     if wav.ndim != 1:
-        raise AudiodiffError("synth writes one file: give a single mel [n_mels, frames], not a batch")
+        if wav.shape[0] != 1:
+            raise AudiodiffError("synth writes one file: give a single mel [n_mels, frames], not a batch")
+        wav = wav[0]
     save_audio(wav_out, wav, voc.sample_rate)
     click.echo(f"wrote {wav_out}: {len(wav) / voc.sample_rate:.2f} s at {voc.sample_rate} Hz")

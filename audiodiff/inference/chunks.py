@@ -58,3 +58,20 @@ def weight_sum(chunks: list[Chunk], hop: int, ramp: int, device) -> torch.Tensor
     for i, (a, e) in enumerate(chunks):
         weight[a * hop: e * hop] += window(i, len(chunks), (e - a) * hop, ramp, device)
     return weight
+
+
+def length_groups(plans: list[list[Chunk]], max_batch: int) -> list[list[tuple[int, int]]]:
+    """``(row, chunk index)`` jobs of mels with chunk plans ``plans`` (one per row; lengths may differ), in groups
+    of at most ``max_batch`` whose chunks have one length, so that each group stacks into one batch without
+    padding. Within a length the order is chunk by chunk, then row: for rows of one length, ``groups``'s order."""
+    jobs = sorted(((b, i) for b, plan in enumerate(plans) for i in range(len(plan))),
+                  key=lambda j: (plans[j[0]][j[1]][1] - plans[j[0]][j[1]][0], j[1], j[0]))
+    out: list[list[tuple[int, int]]] = []
+    size = None
+    for b, i in jobs:
+        e, a = plans[b][i][1], plans[b][i][0]
+        if e - a != size or len(out[-1]) == max_batch:
+            out.append([])
+            size = e - a
+        out[-1].append((b, i))
+    return out

@@ -41,7 +41,7 @@ class SynthesisOptions:
     refine_momentum: float = REFINE_MOMENTUM  # fast Griffin-Lim momentum of those iterations; 0: plain
     precision: str = "auto"  # one of PRECISIONS
     graphs: bool = True  # replay whole sampling calls from CUDA graphs on a GPU
-    kernel: bool = True  # the fused Triton layer kernel in bf16 on a GPU, where it fits the network
+    kernel: bool = True  # the fused Triton layer kernel in bf16 on a GPU, the time-tiled layers on the CPU
     chunk_frames: int = CHUNK_FRAMES  # long mels are synthesised in chunks of this many frames
     overlap_frames: int = OVERLAP_FRAMES  # ... overlapping by at least this many, cross-faded
     max_batch: int | None = None  # chunks at once; peak memory grows with it

@@ -265,7 +265,11 @@ class Logger:
         self.window, self.grad_norm, self.t_log = [], None, time.perf_counter()
         if not dist.main:
             return
-        from torch.utils.tensorboard import SummaryWriter
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is the train extra: an inference-only install leaves it out
+            raise AudiodiffError("training logs to TensorBoard, which an inference-only install leaves out: "
+                                 "pip install 'audiodiff[train]'") from None
 
         self.writer = SummaryWriter(str(run_dir / "logs"))
         if progress:
