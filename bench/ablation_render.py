@@ -11,7 +11,11 @@ Refined audio is not written: it is a function of the raw output and the mel alo
 output against the recording cut to the same length, means per row.
 
     python bench/ablation_render.py render --model M --data A/test B/test --out R [--rows 2 6 50]
-    python bench/ablation_render.py score R --data A/test B/test [--out scores.json]
+    python bench/ablation_render.py score R --data A/test B/test [--out scores.json] [--limit N] [--quick]
+
+``score --limit N`` scores the first N files of each row (rows cut short by a device call's time limit: compare
+variants on the files they all have); ``--quick``: the three spectral distances, F0 RMSE, V/UV, PESQ and STOI only
+(no WORLD, CREPE or MOS networks).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from audiodiff.data.files import find_audio_files  # noqa: E402
 from audiodiff.eval.copysynth import metrics_of, summarise  # noqa: E402
 
 FAST_KEYS = ("reference_distance", "mrstft", "log_mel_l1")
+QUICK_KEYS = (*FAST_KEYS, "f0_rmse_cents", "vuv_error", "pesq_wb", "stoi")
 
 
 def _split_name(folder: str) -> str:
@@ -80,7 +85,19 @@ def score(args) -> None:
     from audiodiff.audio.mel import MelSpectrogram
     from audiodiff.audio.refine import ITERATIONS, MOMENTUM, refine
     from audiodiff.config import recipe_from_dict
+    from audiodiff.eval import metrics as M
     from audiodiff.eval.metrics import METRIC_KEYS
+
+    keys = QUICK_KEYS if args.quick else METRIC_KEYS
+
+    def measure(ref, est):
+        if not args.quick:
+            return metrics_of(ref, est, sr, cfg)
+        out = metrics_of(ref, est, sr, cfg, FAST_KEYS)
+        f0 = M.f0_metrics(ref, est, sr)
+        out.update(f0_rmse_cents=f0["f0_rmse_cents"], vuv_error=f0["vuv_error"], pesq_wb=M.pesq_wb(ref, est, sr),
+                   stoi=M.stoi(ref, est, sr))
+        return out
 
     root = Path(args.renders)
     cfg = recipe_from_dict({"mel": json.loads((root / "config.json").read_text())["mel"]}).mel
@@ -89,19 +106,19 @@ def score(args) -> None:
         refs = {Path(p).stem: p for p in find_audio_files(data)}
         for folder in sorted((root / _split_name(data)).iterdir()):
             raw_rows, refined_rows = [], []
-            for est_path in sorted(folder.glob("*.flac")):
+            for est_path in sorted(folder.glob("*.flac"))[: args.limit]:
                 est, _ = load_audio(est_path, sr)
                 ref = load_audio(refs[est_path.stem], sr)[0][: len(est)]
                 mel = fn(torch.from_numpy(ref))
                 refined = refine(torch.from_numpy(est)[None], mel[None], fn, ITERATIONS, momentum=MOMENTUM)
                 refined = refined.clamp(-1, 1)[0].numpy()
-                raw_rows.append({"file": est_path.stem, **metrics_of(ref, est, sr, cfg)})
-                refined_rows.append({"file": est_path.stem, **metrics_of(ref, refined, sr, cfg)})
+                raw_rows.append({"file": est_path.stem, **measure(ref, est)})
+                refined_rows.append({"file": est_path.stem, **measure(ref, refined)})
             for name, rows in ((folder.name, raw_rows), (folder.name.replace("refine0", f"refine{ITERATIONS}"),
                                                           refined_rows)):
-                results[f"{_split_name(data)}/{name}"] = summarise(rows, METRIC_KEYS)
-                print(_split_name(data), name, {k: round(v["mean"], 4)
-                                                for k, v in results[f"{_split_name(data)}/{name}"].items()},
+                results[f"{_split_name(data)}/{name}"] = {**summarise(rows, keys), "files": len(rows)}
+                print(_split_name(data), name, len(rows), {k: round(v["mean"], 4) for k, v in
+                                                           results[f"{_split_name(data)}/{name}"].items() if k != "files"},
                       flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
@@ -122,6 +139,8 @@ def main() -> None:
     s.add_argument("renders")
     s.add_argument("--data", nargs="+", required=True)
     s.add_argument("--out")
+    s.add_argument("--limit", type=int, default=None, help="the first N files of each row")
+    s.add_argument("--quick", action="store_true", help="spectral distances, F0, V/UV, PESQ and STOI only")
     args = ap.parse_args()
     render(args) if args.cmd == "render" else score(args)
 

@@ -52,10 +52,11 @@ def score(ref, est, sr: int, cfg, keys) -> dict:
     return {k: out[k] for k in keys}
 
 
-def run(vocoder, files, baseline: str, seed: int, keys) -> list[dict]:
+def run(vocoder, files, baseline: str, seed: int, keys, seconds: float = 0) -> list[dict]:
     rows, sr = [], vocoder.sample_rate
     for path in files:
         ref, _ = load_audio(path, sr)
+        ref = ref[: int(seconds * sr)] if seconds else ref
         mel = vocoder.mel(ref).cpu().numpy()
         if baseline == "griffinlim":
             est = copysynth.griffin_lim(mel, vocoder.mel_config, seed=seed)
@@ -77,6 +78,8 @@ def main(argv=None) -> None:
                    "0 gives the plain iterations of tables measured before momentum.")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--limit", type=int, default=0, help="First N files in sorted order (0: all).")
+    p.add_argument("--seconds", type=float, default=0, help="The first S seconds of each file, as "
+                   "bench/ablation_render.py renders them (0: whole files).")
     p.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), choices=M.METRIC_KEYS)
     p.add_argument("--out", type=Path, help="Write every row and summary as JSON.")
     args = p.parse_args(argv)
@@ -86,7 +89,7 @@ def main(argv=None) -> None:
     files = files[: args.limit] if args.limit else files
     per_seed = {}
     for seed in args.seeds:
-        rows = run(vocoder, files, args.baseline, seed, args.metrics)
+        rows = run(vocoder, files, args.baseline, seed, args.metrics, args.seconds)
         per_seed[seed] = {"files": rows, "summary": copysynth.summarise(rows, args.metrics)}
         print(f"seed {seed}: " + ", ".join(f"{k} {copysynth.mean_ci(v)}" for k, v in per_seed[seed]["summary"]
                                            .items()), flush=True)

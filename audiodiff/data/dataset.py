@@ -73,8 +73,10 @@ class AudioCrops(Dataset):
         count = len(files) + len(files.skipped) if isinstance(files, Manifest) else len(files)
         lengths = self._load(files, labels, progress) if preload else self._index(files, labels, progress)
         if report and self.skipped:
-            listing = "; ".join(f"{p} ({r})" for p, r in self.skipped[:LISTED])
-            more = f"; and {len(self.skipped) - LISTED} more" if len(self.skipped) > LISTED else ""
+            distinct = list(dict.fromkeys(self.skipped))  # a manifest may list a file many times
+            listing = "; ".join(f"{p} ({r})" for p, r in distinct[:LISTED])
+            more = f"; and {len(distinct) - LISTED} more" if len(distinct) > LISTED else ""
+            more += f" ({len(distinct)} distinct files)" if len(distinct) < len(self.skipped) else ""
             log.warning("skipped %d of %d files: %s%s", len(self.skipped), count, listing, more)
         if report and self.clipping:
             log.warning("kept %d file(s) that clip (over %.1f%% of samples at full scale): %s",
