@@ -69,9 +69,12 @@ class Denoiser:
     def raw(self, x: torch.Tensor, sigma: torch.Tensor, prior=None, **cond) -> torch.Tensor:
         """The backbone's own output (eps or v) at VE input ``x`` (``L^-1 x`` with a shaped ``prior``) and noise
         level ``sigma`` ``[B]``."""
+        return self._backbone(x if prior is None else prior.apply(x), sigma, **cond)
+
+    def _backbone(self, x: torch.Tensor, sigma: torch.Tensor, **cond) -> torch.Tensor:
+        """The backbone at VE input ``x`` in the data's coordinates."""
         _, alpha = self._scalings(sigma, x)
         t = self.schedule.t_from_sigma(sigma).to(torch.float32)
-        x = x if prior is None else prior.apply(x)
         return self.net((x * alpha).to(x.dtype), t, **cond)
 
     def x0_from_raw(self, x: torch.Tensor, sigma: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -90,17 +93,27 @@ class Denoiser:
         ``x0``, shaped by the ``prior``'s ``L`` when given. ``with_x0``: also return the denoised estimate of ``x0``
         (in the data's coordinates), for auxiliary losses."""
         s, alpha = self._scalings(sigma, x0)
-        y0 = x0 if prior is None else prior.whiten(x0)  # whitened data (PriorGrad)
-        y = y0 + s * noise
-        out = self.raw(y, sigma, prior=prior, **cond).float()
-        target = noise if self.prediction == "eps" else alpha * noise - (s * alpha) * y0
+        if prior is None or self.prediction == "eps":
+            # The backbone's input L (L^-1 x0 + s noise) is x0 + s L noise: eps needs no whitened data, so no
+            # inverse (the envelope prior's costs 16 filter pairs).
+            x = x0 + s * (noise if prior is None else prior.apply(noise))
+            out = self._backbone(x, sigma, **cond).float()
+            target = noise if self.prediction == "eps" else alpha * noise - (s * alpha) * x0
+        else:
+            y0 = prior.whiten(x0)  # whitened data (PriorGrad)
+            y = y0 + s * noise
+            out = self.raw(y, sigma, prior=prior, **cond).float()
+            target = alpha * noise - (s * alpha) * y0
         err = out - target.float()
         err = err.abs() if self.loss_type == "l1" else err.square()
         loss = err.flatten(1).mean(1)
         if not with_x0:
             return loss
-        x0_hat = self.x0_from_raw(y.float(), sigma, out)
-        return loss, x0_hat if prior is None else prior.apply(x0_hat)
+        if prior is None:
+            return loss, self.x0_from_raw(x.float(), sigma, out)
+        if self.prediction == "eps":
+            return loss, x.float() - s * prior.apply(out)  # L (y - s eps_hat)
+        return loss, prior.apply(self.x0_from_raw(y.float(), sigma, out))
 
     def sample_training_sigma(self, batch: int, generator=None, device=None) -> torch.Tensor:
         """Noise levels of uniformly drawn integer training steps (DiffWave Algorithm 1)."""
