@@ -120,6 +120,21 @@ def test_synth_mel_preset_converts_before_vocoding(capsys, tmp_path, tiny_model_
     assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
 
 
+def test_synth_of_a_folder_converts_every_mel(capsys, tmp_path, tiny_model_dir):
+    clip = write_wav(tmp_path / "clip.wav", _speechlike(SR, 0.5).numpy())
+    (tmp_path / "mels").mkdir()
+    assert invoke(capsys, "mel", clip, tmp_path / "mels" / "esp.npy", "--preset", "espnet")[0] == 0
+    np.save(tmp_path / "mels" / "short.npy", np.load(tmp_path / "mels" / "esp.npy")[:, :20])
+    code, out, err = invoke(capsys, "synth", tmp_path / "mels", tmp_path / "wavs", "--model", tiny_model_dir,
+                            "--mel-preset", "espnet", "--device", "cpu", "--no-progress")
+    assert code == 0 and "wrote 2 wav files" in out and err.count("approximate in: band layout") == 2, err
+    for name in ("esp", "short"):  # each as the one-file command converts and writes it
+        assert invoke(capsys, "synth", tmp_path / "mels" / f"{name}.npy", tmp_path / "one.wav", "--model",
+                      tiny_model_dir, "--mel-preset", "espnet", "--device", "cpu")[0] == 0
+        one, many = (sf.read(str(p))[0] for p in (tmp_path / "one.wav", tmp_path / "wavs" / f"{name}.wav"))
+        assert one.shape == many.shape and np.abs(one).max() > 0
+
+
 def test_mel_set_and_stats_options(capsys, tmp_path):
     clip = write_wav(tmp_path / "clip.wav", _speechlike(SR, 0.5).numpy())
     code, _, _ = invoke(capsys, "mel", clip, tmp_path / "m.npy", "--preset", "nemo", "--set", "fmax=null",
