@@ -178,6 +178,9 @@ class MelSpectrogram(nn.Module):
         self.register_buffer("fbank", fbank.T.contiguous(), persistent=False)  # [n_mels, F]
         window = torch.hann_window(c.win_length, periodic=c.window_periodic)
         self.register_buffer("window", window, persistent=False)
+        # noise_band_mean in float32 beside the filterbank, for frame_rms and the priors in the training step
+        # (computing it there would copy the filterbank to the host every step)
+        self.register_buffer("band_gain", self.noise_band_mean().float(), persistent=False)
 
     @classmethod
     def from_preset(cls, preset: str = "hifigan", **overrides) -> "MelSpectrogram":
@@ -238,7 +241,7 @@ class MelSpectrogram(nn.Module):
         needs (PriorGrad's, Lee et al. 2022, section 3.2)."""
         c = self.config
         fb = self.fbank  # [n_mels, F]
-        gain = self.noise_band_mean().to(fb.device, torch.float32)  # [n_mels]
+        gain = self.band_gain  # [n_mels]
         width = fb.sum(1) / fb.amax(1).clamp(min=1e-12)  # [n_mels]: the filters' equivalent widths in bins
         fmax = c.fmax if c.fmax is not None else c.sample_rate / 2
         share = (fmax - c.fmin) / (c.sample_rate / 2)

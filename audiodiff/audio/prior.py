@@ -71,7 +71,7 @@ def envelope_gains(mel_fn, mel: torch.Tensor, floor: float, level: float) -> tor
         fb = mel_fn.fbank.float()  # [n_mels, bins of the mel's n_fft]
         mel_freqs = torch.arange(fb.shape[1], device=fb.device) * (c.sample_rate / c.n_fft)
         centres = (fb * mel_freqs).sum(1) / fb.sum(1).clamp(min=1e-12)  # [n_mels], increasing
-        gain = mel_fn.noise_band_mean().to(fb.device, torch.float32)  # [n_mels]
+        gain = mel_fn.band_gain  # [n_mels]
         log_density = 2 * (decompress(mel.float(), c) / gain[:, None]).clamp(min=1e-12).log()  # [B, M, F]
         bins = torch.arange(n // 2 + 1, device=fb.device) * (c.sample_rate / n)
         log_env = _interp(bins, centres, log_density)  # [B, K, F]
