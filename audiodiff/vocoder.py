@@ -117,6 +117,7 @@ class Vocoder(InferenceModel):
         self.runtime = Runtime(net, diffusion)
         self._mel_fn = MelSpectrogram(mel).to(self.device)
         self._range = mel_range(self._mel_fn)  # the values its mels can hold
+        self._prior = MelPrior.from_config(diffusion, self._mel_fn)  # the shaped prior, or None
 
     sampler, steps, refine, refine_momentum = _Setting(), _Setting(), _Setting(), _Setting()
     precision, graphs, kernel, check_mel_range = _Setting(), _Setting(), _Setting(), _Setting()
@@ -318,7 +319,7 @@ class Vocoder(InferenceModel):
 
         # The shaped prior's parameters (audio/prior.py) of each whole mel, sliced per chunk, so chunks agree with
         # whole synthesis; mels of one length are computed together.
-        mel_prior = MelPrior.from_config(self.diffusion_config, self._mel_fn)
+        mel_prior = self._prior
         params: list[torch.Tensor | None] = [None] * len(mels)
         if mel_prior is not None:
             for idx in _by_length(mels):
@@ -345,7 +346,7 @@ class Vocoder(InferenceModel):
         hop = self.hop_length
         runner, graphs = self.runtime.runner(self.options)
         upsample = self.net.upsample
-        mel_prior = MelPrior.from_config(self.diffusion_config, self._mel_fn)
+        mel_prior = self._prior
 
         def sample(part, offsets, rows, seed_t, *prior_part):  # device tensors in, waveforms out: one graph
             noise = positional_noise(seed_t, offsets, rows)

@@ -24,7 +24,6 @@ from pathlib import Path
 import torch
 
 from audiodiff import atomic
-from audiodiff.audio.prior import MelPrior
 from audiodiff.diffusion import SAMPLERS, sigmas_for
 from audiodiff.diffusion.denoiser import Denoiser
 from audiodiff.diffusion.noise import hashed_normal
@@ -66,7 +65,7 @@ class SamplingGraph(torch.nn.Module):
         self.hop = voc.hop_length
         self.denoiser = Denoiser(voc.net, _FixedLevels(voc.denoiser.schedule, self.sigmas),
                                  voc.denoiser.prediction, voc.denoiser.loss_type)
-        self.prior = MelPrior.from_config(voc.diffusion_config, voc._mel_fn)
+        self.prior = voc._prior
         self.mel_fn = voc._mel_fn
         self.draws = 1 + count_draws(self.sampler, self.sigmas)
 

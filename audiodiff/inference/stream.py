@@ -25,7 +25,6 @@ import numpy as np
 import torch
 
 from audiodiff.audio.mel_range import check_mel_range
-from audiodiff.audio.prior import MelPrior
 from audiodiff.audio.refine import refine as refine_to_mel
 from audiodiff.diffusion import sigmas_for
 from audiodiff.errors import AudiodiffError, check_count, check_seed
@@ -55,7 +54,7 @@ class MelStream:
         call = voc.options.replace(**{k: v for k, v in (("sampler", sampler), ("steps", steps)) if v is not None})
         sigmas = sigmas_for(call.sampler, call.steps, voc.denoiser.schedule, None, voc.tuned_schedules)
         self._sample = voc._chunk_sampler(call.sampler, sigmas)
-        self._prior = MelPrior.from_config(voc.diffusion_config, voc._mel_fn)
+        self._prior = voc._prior
         self.iterations = voc.refine if refine else 0
         cfg = voc.mel_config
         self.margin = refine_margin(self.iterations, cfg.n_fft, cfg.hop_length)
