@@ -11,6 +11,8 @@ both.
 ``stft_loss``: the multi-resolution STFT loss of Parallel WaveGAN (Yamamoto et al. 2020, eqs. 1-3): spectral
 convergence plus log-magnitude L1 between the denoised estimate and the crop, averaged over three resolutions.
 ``auxiliary_loss``: both, weighted per example by noise level and by ``train.mel_loss`` / ``train.stft_loss``.
+Written here rather than taken from auraloss (the maintained collection of such losses): the noise-level weighting
+needs each example's value of both terms, and the whole loss is a dozen lines of ``torch.stft``.
 """
 
 from __future__ import annotations
