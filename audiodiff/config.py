@@ -80,6 +80,11 @@ class DiffWaveConfig(ModelConfig):
     embed_dim: Annotated[int, Range(1)] = 512
     conditional: bool = True  # False: unconditional waveform model (no mel)
     num_classes: Annotated[int, Range(0)] = 0  # > 0: class-conditional, with a null class for guidance
+    # The network reads the mel as (mel + mel_shift) * mel_scale: the speech recipe maps the hifigan log-mel's
+    # speech range, about [-9.2, 2.3], to [0, 1], as the reference DiffWave's own mel is.
+    mel_shift: float = 0.0
+    mel_scale: Annotated[float, Range(0, lo_open=True)] = 1.0
+    init: Annotated[str, OneOf("torch", "kaiming")] = "torch"  # kaiming: He-normal convolutions, as the reference
     SIZE_KEYS: ClassVar = ("residual_layers", "residual_channels", "embed_dim")  # named when a model is too big
 
     def __post_init__(self):

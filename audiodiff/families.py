@@ -52,6 +52,7 @@ class WaveformFamily:
             n_mels=mel.n_mels if model.conditional else 0, hop_length=mel.hop_length,
             residual_layers=model.residual_layers, residual_channels=model.residual_channels,
             dilation_cycle=model.dilation_cycle, embed_dim=model.embed_dim, num_classes=model.num_classes,
+            mel_shift=model.mel_shift, mel_scale=model.mel_scale, init=model.init,
         )
 
     def check(self, recipe: Recipe) -> None:

@@ -17,6 +17,9 @@
 #   stft      + train.stft_loss=1
 #   combo     + diffusion.prior=envelope + train.mel_loss=1: the best guess (the mel loss was the one change that
 #             helped in docs/quality.md's runs; the envelope prior is SpecGrad's gain over PriorGrad)
+#   ref       + the reference DiffWave's mel scaling ([0, 1] for speech) and He-normal initialisation
+#   refmel    ref + train.mel_loss=1
+#   refcombo  ref + combo
 #
 # The plan and its arithmetic (H100/H200, recipes/speech.yaml, batch 16, compiled, bf16; docs/benchmarks.md,
 # docs/quality.md):
@@ -49,7 +52,7 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-ALL_VARIANTS="plain energy envelope mel stft combo"
+ALL_VARIANTS="plain energy envelope mel stft combo ref refmel refcombo"
 VARIANTS=${VARIANTS:-$ALL_VARIANTS}
 LIMIT=${LIMIT:-575}  # the call's 600 s less 25: the tars must be written before the device's timeout
 RENDER_S=${RENDER_S:-150}  # five renderers side by side took over 110 s for 2 rows of 16 files
@@ -64,6 +67,7 @@ SPEED=${SPEED:-}  # set: bench/train_speed.py (compiled, 200 steps) of every var
 SPEED_S=${SPEED_S:-110}  # the seconds kept for it
 LOADER=${LOADER:-}  # set: bench/loader_speed.py from disk with 14 workers first (the 16-core figure, at most 40 s)
 
+REF="--set model.mel_shift=9.21 --set model.mel_scale=0.087 --set model.init=kaiming"
 settings() {
   case "$1" in
     plain) echo "" ;;
@@ -72,6 +76,9 @@ settings() {
     mel) echo "--set train.mel_loss=1" ;;
     stft) echo "--set train.stft_loss=1" ;;
     combo) echo "${COMBO:---set diffusion.prior=envelope --set train.mel_loss=1}" ;;
+    ref) echo "$REF" ;;
+    refmel) echo "$REF --set train.mel_loss=1" ;;
+    refcombo) echo "$REF --set diffusion.prior=envelope --set train.mel_loss=1" ;;
     *) echo "unknown variant $1 (expected one of $ALL_VARIANTS)" >&2; exit 2 ;;
   esac
 }

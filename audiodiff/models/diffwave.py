@@ -134,8 +134,11 @@ class DiffWave(nn.Module):
 
     def __init__(self, n_mels: int = 80, hop_length: int = 256, residual_layers: int = 30,
                  residual_channels: int = 64, dilation_cycle: int = 10, embed_dim: int = 512,
-                 num_classes: int = 0):
+                 num_classes: int = 0, mel_shift: float = 0.0, mel_scale: float = 1.0, init: str = "torch"):
         super().__init__()
+        # The mel is read as (mel + mel_shift) * mel_scale: an affine map the first layer could learn, but whose
+        # scale sets how fast it does (a log-mel centred near -5 with a span of 11 feeds the gates large offsets).
+        self.mel_shift, self.mel_scale = mel_shift, mel_scale
         # What a kernel built from this network needs (kernels/diffwave_triton.py, fastpath.fused_kernel_fits)
         self.n_mels, self.hop_length, self.residual_channels = n_mels, hop_length, residual_channels
         self.input_proj = nn.Conv1d(1, residual_channels, 1)
@@ -148,11 +151,19 @@ class DiffWave(nn.Module):
         )
         self.skip_proj = nn.Conv1d(residual_channels, residual_channels, 1)
         self.output_proj = nn.Conv1d(residual_channels, 1, 1)
+        if init == "kaiming":  # the reference DiffWave's He-normal convolutions (torch's default is ~2.4x smaller)
+            for m in self.modules():
+                if isinstance(m, nn.Conv1d):
+                    nn.init.kaiming_normal_(m.weight)
+        elif init != "torch":
+            raise ValueError(f"unknown init {init!r}; expected 'torch' or 'kaiming'")
         nn.init.zeros_(self.output_proj.weight)
         nn.init.zeros_(self.output_proj.bias)
 
     def upsample(self, mel: torch.Tensor) -> torch.Tensor:
         """``[B, n_mels, F] -> [B, n_mels, F * hop]``: the per-call conditioning, reusable across steps."""
+        if self.mel_shift != 0.0 or self.mel_scale != 1.0:
+            mel = (mel + self.mel_shift) * self.mel_scale
         return self.upsampler(mel)
 
     def embed(self, t: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
