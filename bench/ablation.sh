@@ -20,6 +20,9 @@
 #   ref       + the reference DiffWave's mel scaling ([0, 1] for speech) and He-normal initialisation
 #   refmel    ref + train.mel_loss=1
 #   refcombo  ref + combo
+#   dw        the reference DiffWave's own mel (preset diffwave) and initialisation
+#   refmel16  refmel in fp16 (the reference's precision) instead of bf16
+#   refmel10  ref + train.mel_loss=10
 #
 # The plan and its arithmetic (H100/H200, recipes/speech.yaml, batch 16, compiled, bf16; docs/benchmarks.md,
 # docs/quality.md):
@@ -52,7 +55,7 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-ALL_VARIANTS="plain energy envelope mel stft combo ref refmel refcombo"
+ALL_VARIANTS="plain energy envelope mel stft combo ref refmel refcombo dw refmel16 refmel10"
 VARIANTS=${VARIANTS:-$ALL_VARIANTS}
 LIMIT=${LIMIT:-575}  # the call's 600 s less 25: the tars must be written before the device's timeout
 RENDER_S=${RENDER_S:-150}  # five renderers side by side took over 110 s for 2 rows of 16 files
@@ -65,6 +68,7 @@ EXTRA_SETS=${EXTRA_SETS:-}  # appended to every training command (a CPU dry run:
 TRAIN_MINUTES=${TRAIN_MINUTES:-}  # a fixed training time per variant (a time-to-quality run) instead of what is left
 SPEED=${SPEED:-}  # set: bench/train_speed.py (compiled, 200 steps) of every variant after rendering, one at a time
 SPEED_S=${SPEED_S:-110}  # the seconds kept for it
+RAW_WEIGHTS=${RAW_WEIGHTS:-}  # variants also rendered from their raw (not EMA) weights, into renders/raw-weights/
 LOADER=${LOADER:-}  # set: bench/loader_speed.py from disk with 14 workers first (the 16-core figure, at most 40 s)
 
 REF="--set model.mel_shift=9.21 --set model.mel_scale=0.087 --set model.init=kaiming"
@@ -77,6 +81,9 @@ settings() {
     stft) echo "--set train.stft_loss=1" ;;
     combo) echo "${COMBO:---set diffusion.prior=envelope --set train.mel_loss=1}" ;;
     ref) echo "$REF" ;;
+    dw) echo "--set mel.preset=diffwave --set model.init=kaiming" ;;  # the reference's own mel and initialisation
+    refmel16) echo "$REF --set train.mel_loss=1 --set train.precision=fp16" ;;
+    refmel10) echo "$REF --set train.mel_loss=10" ;;
     refmel) echo "$REF --set train.mel_loss=1" ;;
     refcombo) echo "$REF --set diffusion.prior=envelope --set train.mel_loss=1" ;;
     *) echo "unknown variant $1 (expected one of $ALL_VARIANTS)" >&2; exit 2 ;;
@@ -192,6 +199,12 @@ PY
     ( python3 -m audiodiff export "runs/abl-$v" "runs/abl-$v/model" \
       && timeout $(( render_left - $(date +%s) + render_t0 )) python3 bench/ablation_render.py render --model "runs/abl-$v/model" --data $TESTS \
            --seconds "$SECONDS_PER_FILE" --rows $ROWS --out "runs/abl-$v/renders" ) > "$OUT/ablation/render-$v.log" 2>&1 &
+    pids+=($!)
+  done
+  for v in $RAW_WEIGHTS; do
+    ( python3 -m audiodiff export "runs/abl-$v" "runs/abl-$v/model-raw" --weights model \
+      && timeout $(( render_left - $(date +%s) + render_t0 )) python3 bench/ablation_render.py render --model "runs/abl-$v/model-raw" --data $TESTS \
+           --seconds "$SECONDS_PER_FILE" --rows $ROWS --out "runs/abl-$v/renders/raw-weights" ) > "$OUT/ablation/render-$v-raw.log" 2>&1 &
     pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p"; log "renderer $p exited ($?)"; done

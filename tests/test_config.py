@@ -232,3 +232,14 @@ def test_a_unet_tile_is_the_crop_width():
     assert recipe_from_dict({"model": {"arch": "unet2d"}}).model.image_frames == 64  # no crop width given: default
     digits = load_recipe(REPO / "recipes" / "digits.yaml")
     assert digits.model.image_frames == digits.data.crop_frames == 64
+
+
+def test_the_mel_map_and_init_keys_round_trip_and_are_checked(tmp_path):
+    r = recipe_from_dict({"model": {"mel_shift": 9.21, "mel_scale": 0.087, "init": "kaiming"}})
+    save_recipe(r, tmp_path / "r.yaml")
+    again = load_recipe(tmp_path / "r.yaml")
+    assert (again.model.mel_shift, again.model.mel_scale, again.model.init) == (9.21, 0.087, "kaiming")
+    with pytest.raises(AudiodiffError, match="model.mel_scale"):
+        recipe_from_dict({"model": {"mel_scale": 0}})
+    with pytest.raises(AudiodiffError, match="model.init"):
+        recipe_from_dict({"model": {"init": "xavier"}})

@@ -181,3 +181,33 @@ def test_importing_the_model_does_not_import_the_compiler():
            "print('torch._dynamo' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_mel_shift_and_scale_are_the_affine_map_the_network_reads():
+    """(mel + shift) * scale is what the upsampler sees: a model with the map equals one without it fed the mapped
+    mel, and an exported model keeps the map."""
+    from audiodiff.models.diffwave import DiffWave
+
+    torch.manual_seed(0)
+    plain = DiffWave(n_mels=80, hop_length=256, residual_layers=2, residual_channels=4, embed_dim=16)
+    mapped = DiffWave(n_mels=80, hop_length=256, residual_layers=2, residual_channels=4, embed_dim=16,
+                      mel_shift=9.21, mel_scale=0.087)
+    mapped.load_state_dict(plain.state_dict())
+    x, t, mel = _inputs(2, 256)
+    torch.testing.assert_close(mapped.upsample(mel), plain.upsample((mel + 9.21) * 0.087))
+    assert not torch.allclose(mapped.upsample(mel), plain.upsample(mel))
+
+
+def test_kaiming_init_draws_he_normal_convolutions():
+    from audiodiff.models.diffwave import DiffWave
+
+    torch.manual_seed(0)
+    net = DiffWave(n_mels=80, hop_length=256, residual_layers=4, residual_channels=64, embed_dim=16, init="kaiming")
+    w = net.layers[0].dilated_conv.weight  # fan_in 64 * 3
+    assert abs(float(w.std()) / (2 / 192) ** 0.5 - 1) < 0.05  # He-normal: std sqrt(2 / fan_in)
+    torch.manual_seed(0)
+    default = DiffWave(n_mels=80, hop_length=256, residual_layers=4, residual_channels=64, embed_dim=16)
+    assert float(default.layers[0].dilated_conv.weight.std()) < 0.5 * float(w.std())
+    assert float(net.output_proj.weight.abs().max()) == 0.0  # the output projection still starts at zero
+    with pytest.raises(ValueError, match="kaiming"):
+        DiffWave(n_mels=80, init="xavier")

@@ -47,11 +47,13 @@ def train(recipe: Path, data, run_dir, overrides, init, device, no_progress):
 @click.argument("out_dir", metavar="OUT_DIR|OUT.onnx", type=click.Path(path_type=Path))
 @click.option("--checkpoint", type=click.Path(path_type=Path), help="A specific checkpoint [default: newest].")
 @click.option("--fp16", is_flag=True, help="Store the weights in half precision (half the size).")
+@click.option("--weights", type=click.Choice(["ema", "model"]), default="ema", show_default=True,
+              help="Which weights: the EMA (what to ship) or the raw weights of the last step (to compare them).")
 @click.option("--vocoder", type=click.Path(path_type=Path),
               help="Spectrogram generators only: an exported vocoder with the same mel settings, stored as the "
                    "generator's paired vocoder (OUT_DIR/vocoder), which `audiodiff generate` uses by default.")
 @sampling_options
-def export(run_dir, out_dir, checkpoint, fp16, vocoder, steps, sampler):
+def export(run_dir, out_dir, checkpoint, fp16, weights, vocoder, steps, sampler):
     """Export the EMA weights of a training run as a model directory (config.json + model.safetensors).
 
     With an OUT path ending in .onnx, write instead the sampling of the vocoder model directory MODEL (`default`:
@@ -63,8 +65,8 @@ def export(run_dir, out_dir, checkpoint, fp16, vocoder, steps, sampler):
         from audiodiff.inference.onnx import export_onnx
         from audiodiff.vocoder import Vocoder
 
-        if checkpoint or fp16 or vocoder:
-            raise AudiodiffError("--checkpoint, --fp16 and --vocoder export training runs; an ONNX export takes a "
+        if checkpoint or fp16 or vocoder or weights != "ema":
+            raise AudiodiffError("--checkpoint, --fp16, --weights and --vocoder export training runs; an ONNX export takes a "
                                  "model directory and --steps/--sampler only")
         voc = Vocoder.from_pretrained(None if str(run_dir) == "default" else run_dir, device="cpu")
         click.echo(f"exported {export_onnx(voc, out_dir, steps=steps, sampler=sampler)}")
@@ -76,4 +78,4 @@ def export(run_dir, out_dir, checkpoint, fp16, vocoder, steps, sampler):
                              "run's settings (change them at synthesis: synth --steps, --sampler)")
     from audiodiff.training import export as run_export
 
-    click.echo(f"exported {run_export(run_dir, out_dir, checkpoint, fp16, vocoder)}")
+    click.echo(f"exported {run_export(run_dir, out_dir, checkpoint, fp16, vocoder, weights=weights)}")
