@@ -21,7 +21,7 @@ from typing import Annotated, ClassVar
 
 import yaml
 
-from audiodiff.audio.mel import MelConfig, mel_config
+from audiodiff.audio.mel import PRESETS, MelConfig, mel_config
 from audiodiff.audio.prior import PRIORS
 from audiodiff.diffusion.denoiser import LOSSES, PREDICTIONS
 from audiodiff.diffusion.samplers import SAMPLERS
@@ -190,6 +190,18 @@ class DiffusionConfig:
     RULES: ClassVar = (_beta_rule,)
 
 
+def _pairs_rule(d: "DataConfig") -> str | None:
+    if not d.pairs:
+        key = "mel_path" if d.mel_path is not None else "mel_preset" if d.mel_preset is not None else None
+        return (f"recipe key data.{key} is set but data.pairs is false; set data.pairs: true to train from "
+                f"(acoustic-model mel, audio) pairs, or remove data.{key}") if key else None
+    if d.speed_perturb or d.pad_short:
+        key = "speed_perturb" if d.speed_perturb else "pad_short"
+        return (f"recipe key data.{key} changes the audio, which the acoustic model's mels (data.pairs) then no longer "
+                f"describe; set data.speed_perturb: 0 and data.pad_short: false with data.pairs: true")
+    return None
+
+
 @dataclass(frozen=True)
 class DataConfig:
     path: str | None = None  # folder (searched recursively) or a text file listing audio files
@@ -208,6 +220,12 @@ class DataConfig:
     pad_short: bool = False  # pad files shorter than a crop with trailing silence instead of skipping them
     # > 0: resample each crop by a random factor in [1 - p, 1 + p] (new voices)
     speed_perturb: Annotated[float, Range(0, 0.5, hi_open=True)] = 0.0
+    # true: train from pairs, each audio file with the mel an acoustic model made of it (data/pairs.py): NAME.npy
+    # beside NAME.wav, or under data.mel_path (the audio's folder layout mirrored), or a manifest's mel column
+    pairs: bool = False
+    mel_path: str | None = None
+    mel_preset: Annotated[str | None, OneOf(*PRESETS, None)] = None  # the pairs' mel convention (null: the recipe's)
+    RULES: ClassVar = (_pairs_rule,)
 
 
 @dataclass(frozen=True)
