@@ -247,3 +247,32 @@ def test_degradation_is_seeded_blurs_and_scales_as_asked(demo_mel, demo_files):
     inside = (dw > 0.05) & (dw < 0.85)  # away from the [0, 1] clip: +10 dB is +0.1 on that scale
     assert inside.mean() > 0.5
     np.testing.assert_allclose(louder[inside], dw[inside] + 0.1, rtol=0, atol=1e-5)
+
+
+def test_the_bench_writes_degraded_mels_that_pairs_read_and_scores_a_model_on_them(tone_dir, tmp_path,
+                                                                                    tiny_model_dir):
+    import json
+    import sys
+
+    sys.path.insert(0, str(REPO / "bench"))
+    import degraded_mels as bench
+    from audiodiff.vocoder import Vocoder
+
+    bench.main(["write", "--data", str(tone_dir), "--out", str(tmp_path / "mels"), "--model", str(tiny_model_dir),
+                "--seed", "3"])
+    voc = Vocoder.from_pretrained(tiny_model_dir, device="cpu")
+    files = find_audio_files(tone_dir)
+    written = np.load(tmp_path / "mels" / "tone2.npy")
+    expected = degrade_mel(voc.mel(load_audio(files[2], SR)[0]).numpy(), voc.mel_config,
+                           seed=bench.file_seed(3, Path("tone2.wav")))
+    assert np.array_equal(written, expected)
+    assert json.loads((tmp_path / "mels" / "degradation.json").read_text())["time_sigma"] == 1.0
+    assert AudioCrops(files, voc.mel_config, N, mels=mel_paths(files, tmp_path / "mels")).pairs is not None
+    scores = {}
+    for name, extra in (("degraded", ["--mels", str(tmp_path / "mels")]), ("clean", [])):
+        out = tmp_path / f"{name}.json"
+        bench.main(["score", "--data", str(tone_dir), "--model", str(tiny_model_dir), "--limit", "2", "--seconds",
+                    "0.5", "--steps", "2", "--out", str(out), *extra])
+        scores[name] = json.loads(out.read_text())
+        assert [len(scores[name]["files"]), set(scores[name]["summary"])] == [2, set(bench.KEYS)]
+    assert scores["degraded"]["files"][0]["log_mel_l1"] != scores["clean"]["files"][0]["log_mel_l1"]

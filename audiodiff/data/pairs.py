@@ -3,9 +3,9 @@ the audio), a crop's conditioning then taken from that mel instead of the mel of
 
 Layout. The mel of ``DATA/sub/name.wav`` is ``DATA/sub/name.npy`` beside it, or with ``data.mel_path: MELS`` the file
 ``MELS/sub/name.npy`` (the audio's path under its data folder, mirrored), else ``MELS/name.npy`` (Coqui TTS and NeMo
-write one flat folder: docs/interop.md). A manifest's optional ``mel`` column names each row's mel instead (``manifest.py``). A mel
-is ``[n_mels, frames]``; ``[frames, n_mels]`` (what ESPnet writes) is accepted where the shape says so unambiguously,
-and a leading batch axis of one is dropped.
+write one flat folder: docs/interop.md). A manifest's optional ``mel`` column names each row's mel instead
+(``manifest.py``). A mel is ``[n_mels, frames]``; ``[frames, n_mels]`` (what ESPnet writes) is accepted where the
+shape says so unambiguously, and a leading batch axis of one is dropped.
 
 Convention. A mel is in the recipe's mel convention, or in that of the preset ``data.mel_preset``, converted to the
 recipe's when read (``audio/convert.py``: exact for value conventions, approximate for band layouts and framing; the

@@ -46,8 +46,9 @@ def diffusion_inputs(recipe: Recipe, audio: torch.Tensor, mel: torch.Tensor, mel
 def batch_inputs(recipe: Recipe, batch: dict, mel_fn, denoiser, gen: torch.Generator, device,
                  label_dropout: float | None = None) -> Inputs:
     """A loader batch (``audio [B, N * hop]``, ``segment`` (the crop with its mel context), ``label [B]``, and from
-    pairs ``mel [B, n_mels, N]``, the conditioning) -> the denoiser's inputs. The draws from ``gen`` come in a fixed order: noise levels, noise, then (with
-    ``label_dropout``) the labels dropped to the null class; without it the labels are used as they are."""
+    pairs ``mel [B, n_mels, N]``, the conditioning) -> the denoiser's inputs. The draws from ``gen`` come in a fixed
+    order: noise levels, noise, then (with ``label_dropout``) the labels dropped to the null class; without it the
+    labels are used as they are."""
     audio = batch["audio"].to(device, non_blocking=True).unsqueeze(1)  # [B, 1, N * hop]
     segment = batch["segment"].to(device, non_blocking=True)
     with torch.no_grad():
