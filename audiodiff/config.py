@@ -190,7 +190,36 @@ class DiffusionConfig:
     RULES: ClassVar = (_beta_rule,)
 
 
+def mel_values(preset: str, settings, label: str = "--set") -> dict:
+    """A mel section's mapping: ``preset`` with ``key=value`` settings (YAML values, ``mel.`` prefix optional), as
+    ``audiodiff mel --set`` and ``data.mel_set`` give them; ``label`` names where they came from in errors."""
+    values = {"preset": preset}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        key = key.strip().removeprefix("mel.")
+        if not sep or not key:
+            raise AudiodiffError(f"{label} {item!r}: expected key=value, e.g. {label} fmax=8000")
+        try:
+            values[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise AudiodiffError(f"{label} {item!r}: the value is not plain YAML; give a number, string, "
+                                 f"true/false, null or a [list]") from None
+    return values
+
+
+def pairs_mel(d: "DataConfig") -> MelConfig | None:
+    """The convention of the pairs' mels: ``data.mel_preset`` with the ``data.mel_set`` settings, validated as a
+    recipe's mel section is (None: the recipe's own mel)."""
+    if d.mel_preset is None:
+        return None
+    return _build(MelConfig, "data.mel_set", mel_values(d.mel_preset, d.mel_set, "data.mel_set"))
+
+
 def _pairs_rule(d: "DataConfig") -> str | None:
+    if d.mel_set and d.mel_preset is None:
+        return ("recipe key data.mel_set changes the settings of data.mel_preset, which is not set; name the pairs' "
+                "preset with data.mel_preset (e.g. coqui), or remove data.mel_set")
+    pairs_mel(d)  # a bad setting is an error that names its key
     if not d.pairs:
         key = "mel_path" if d.mel_path is not None else "mel_preset" if d.mel_preset is not None else None
         return (f"recipe key data.{key} is set but data.pairs is false; set data.pairs: true to train from "
@@ -225,6 +254,7 @@ class DataConfig:
     pairs: bool = False
     mel_path: str | None = None
     mel_preset: Annotated[str | None, OneOf(*PRESETS, None)] = None  # the pairs' mel convention (null: the recipe's)
+    mel_set: tuple[str, ...] = ()  # key=value settings of data.mel_preset, e.g. [fmax=8000] (as audiodiff mel --set)
     RULES: ClassVar = (_pairs_rule,)
 
 

@@ -15,7 +15,7 @@ from torch.utils.data import default_collate
 from audiodiff.audio.convert import convert_mel
 from audiodiff.audio.io import load_audio
 from audiodiff.audio.mel import MelSpectrogram, decompress, mel_config
-from audiodiff.config import load_recipe, recipe_from_dict
+from audiodiff.config import load_recipe, pairs_mel, recipe_from_dict
 from audiodiff.data import AudioCrops, find_audio_files
 from audiodiff.data.degrade import degrade_mel, frame_variation
 from audiodiff.data.manifest import read_manifest, scan, write_manifest
@@ -200,6 +200,16 @@ def test_pair_settings_are_checked_with_the_recipe():
         recipe_from_dict({"data": {"pairs": True, "speed_perturb": 0.1}})
     with pytest.raises(AudiodiffError, match="data.mel_preset: 'cocqui' is not one of .*did you mean 'coqui'"):
         recipe_from_dict({"data": {"pairs": True, "mel_preset": "cocqui"}})
+    # A Coqui model with mel_fmax 8000: the preset with a setting, as `audiodiff mel --set` takes it.
+    recipe = recipe_from_dict({"data": {"pairs": True, "mel_preset": "coqui", "mel_set": ["fmax=8000"]}})
+    assert pairs_mel(recipe.data) == mel_config("coqui", fmax=8000.0) != mel_config("coqui")
+    assert pairs_mel(recipe_from_dict({"data": {"pairs": True}}).data) is None  # the recipe's own mel
+    with pytest.raises(AudiodiffError, match=r"unknown recipe key data.mel_set.fmx; did you mean 'fmax'\?"):
+        recipe_from_dict({"data": {"pairs": True, "mel_preset": "coqui", "mel_set": ["fmx=8000"]}})
+    with pytest.raises(AudiodiffError, match="data.mel_set 'fmax': expected key=value"):
+        recipe_from_dict({"data": {"pairs": True, "mel_preset": "coqui", "mel_set": ["fmax"]}})
+    with pytest.raises(AudiodiffError, match="data.mel_set changes the settings of data.mel_preset, which is not set"):
+        recipe_from_dict({"data": {"pairs": True, "mel_set": ["fmax=8000"]}})
 
 
 def test_pairs_need_a_mel_conditioned_model(tone_dir, tmp_path):

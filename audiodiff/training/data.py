@@ -22,8 +22,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from audiodiff import atomic
-from audiodiff.audio.mel import mel_config
-from audiodiff.config import Recipe
+from audiodiff.config import Recipe, pairs_mel
 from audiodiff.data import AudioCrops, StepBatchSampler, class_labels, split_files
 from audiodiff.data.files import find_audio_files, hold_out
 from audiodiff.data.manifest import Manifest, is_manifest, read_manifest, scan, write_manifest
@@ -81,17 +80,17 @@ def pair_mels(recipe: Recipe, files, data_path: str) -> list[str] | None:
 
 
 def source_mel(recipe: Recipe):
-    """The pairs' mel convention: ``data.mel_preset`` (None: the recipe's mel), checked for the recipe's model."""
+    """The pairs' mel convention (``config.pairs_mel``; None: the recipe's mel), checked for the recipe's model."""
     d = recipe.data
     if not recipe.model.mel_conditioned:
         raise AudiodiffError(f"data.pairs: true gives a mel-conditioned model its conditioning, but this "
                              f"{recipe.model.arch} model takes no mel; set data.pairs: false, or train a vocoder")
-    if d.mel_preset is None:
+    src = pairs_mel(d)
+    if src is None:
         return None
     from audiodiff.audio.convert import describe
 
-    src = mel_config(d.mel_preset)
-    log.info("data: pairs' mels %s", describe(d.mel_preset, "the recipe's", src, recipe.mel))
+    log.info("data: pairs: %s", describe(d.mel_preset, "the recipe's convention", src, recipe.mel))
     return src
 
 
