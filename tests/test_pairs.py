@@ -162,6 +162,14 @@ def test_a_tiny_fine_tune_from_pairs_resumes_bit_identically(tone_dir, tmp_path)
     assert resumed["step"] == 4 and states_equal(full["model"], resumed["model"])
     assert states_equal(full["ema"]["model"], resumed["ema"]["model"])
     audio_only = load_checkpoint_of(run(_pair_recipe(tone_dir, pairs=False, max_steps=4), tmp_path / "plain"))
+    # Validation from pairs: the held-out file's crops with their mels, the sample vocoded from the given mel.
+    valid = _pair_recipe(tone_dir, max_steps=2, valid_every=2)
+    valid = recipe_from_dict({**valid.to_dict(), "data": {**valid.to_dict()["data"], "valid_files": 1}})
+    assert run(valid, tmp_path / "valid").name == "ckpt-00000002.pt"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "valid" / "logs"), size_guidance={"audio": 0}).Reload()
+    assert [e.step for e in events.Scalars("valid/loss")] == [2] and "valid/generated" in events.Tags()["audio"]
     # The output projection (zero at the start) learnt, and from the given mels: not what the audio's mels teach.
     assert full["model"]["output_proj.weight"].abs().sum() > 0
     assert not torch.equal(full["model"]["output_proj.weight"], audio_only["model"]["output_proj.weight"])
