@@ -79,18 +79,18 @@ def pair_mels(recipe: Recipe, files, data_path: str) -> list[str] | None:
     return mel_paths(_paths(files), d.mel_path, roots)
 
 
-def source_mel(recipe: Recipe):
-    """The pairs' mel convention (``config.pairs_mel``; None: the recipe's mel), checked for the recipe's model."""
+def source_mel(recipe: Recipe, report: bool = True):
+    """The pairs' mel convention (``config.pairs_mel``; None: the recipe's mel), checked for the recipe's model;
+    ``report``: log what its conversion approximates (the main process)."""
     d = recipe.data
     if not recipe.model.mel_conditioned:
         raise AudiodiffError(f"data.pairs: true gives a mel-conditioned model its conditioning, but this "
                              f"{recipe.model.arch} model takes no mel; set data.pairs: false, or train a vocoder")
     src = pairs_mel(d)
-    if src is None:
-        return None
-    from audiodiff.audio.convert import describe
+    if src is not None and report:
+        from audiodiff.audio.convert import describe
 
-    log.info("data: pairs: %s", describe(d.mel_preset, "the recipe's convention", src, recipe.mel))
+        log.info("data: pairs: %s", describe(d.mel_preset, "the recipe's convention", src, recipe.mel))
     return src
 
 
@@ -131,7 +131,7 @@ def build_data(recipe: Recipe, data_path: str, run_dir: Path, dist, progress: bo
     """``(training crops, validation crops or None)``, with the class list written to ``run_dir/classes.txt``."""
     d, seed, rate = recipe.data, recipe.train.seed, recipe.mel.sample_rate
     train_files, valid_files = _listing(recipe, data_path)
-    mel_source = source_mel(recipe) if d.pairs else None
+    mel_source = source_mel(recipe, dist.main) if d.pairs else None
     train_mels, valid_mels = pair_mels(recipe, train_files, data_path), pair_mels(recipe, valid_files, data_path)
     train_paths = _paths(train_files)
     labels, classes = class_labels(train_paths + _paths(valid_files), d.labels, recipe.model.num_classes)
