@@ -21,7 +21,7 @@ from typing import Annotated, ClassVar
 
 import yaml
 
-from audiodiff.audio.mel import MelConfig, mel_config
+from audiodiff.audio.mel import PRESETS, MelConfig, mel_config
 from audiodiff.audio.prior import PRIORS
 from audiodiff.diffusion.denoiser import LOSSES, PREDICTIONS
 from audiodiff.diffusion.samplers import SAMPLERS
@@ -192,6 +192,47 @@ class DiffusionConfig:
     RULES: ClassVar = (_beta_rule,)
 
 
+def mel_values(preset: str, settings, label: str = "--set") -> dict:
+    """A mel section's mapping: ``preset`` with ``key=value`` settings (YAML values, ``mel.`` prefix optional), as
+    ``audiodiff mel --set`` and ``data.mel_set`` give them; ``label`` names where they came from in errors."""
+    values = {"preset": preset}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        key = key.strip().removeprefix("mel.")
+        if not sep or not key:
+            raise AudiodiffError(f"{label} {item!r}: expected key=value, e.g. {label} fmax=8000")
+        try:
+            values[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise AudiodiffError(f"{label} {item!r}: the value is not plain YAML; give a number, string, "
+                                 f"true/false, null or a [list]") from None
+    return values
+
+
+def pairs_mel(d: "DataConfig") -> MelConfig | None:
+    """The convention of the pairs' mels: ``data.mel_preset`` with the ``data.mel_set`` settings, validated as a
+    recipe's mel section is (None: the recipe's own mel)."""
+    if d.mel_preset is None:
+        return None
+    return _build(MelConfig, "data.mel_set", mel_values(d.mel_preset, d.mel_set, "data.mel_set"))
+
+
+def _pairs_rule(d: "DataConfig") -> str | None:
+    if d.mel_set and d.mel_preset is None:
+        return ("recipe key data.mel_set changes the settings of data.mel_preset, which is not set; name the pairs' "
+                "preset with data.mel_preset (e.g. coqui), or remove data.mel_set")
+    pairs_mel(d)  # a bad setting is an error that names its key
+    if not d.pairs:
+        key = "mel_path" if d.mel_path is not None else "mel_preset" if d.mel_preset is not None else None
+        return (f"recipe key data.{key} is set but data.pairs is false; set data.pairs: true to train from "
+                f"(acoustic-model mel, audio) pairs, or remove data.{key}") if key else None
+    if d.speed_perturb or d.pad_short:
+        key = "speed_perturb" if d.speed_perturb else "pad_short"
+        return (f"recipe key data.{key} changes the audio, which the acoustic model's mels (data.pairs) then no longer "
+                f"describe; set data.speed_perturb: 0 and data.pad_short: false with data.pairs: true")
+    return None
+
+
 @dataclass(frozen=True)
 class DataConfig:
     path: str | None = None  # folder (searched recursively) or a text file listing audio files
@@ -210,6 +251,13 @@ class DataConfig:
     pad_short: bool = False  # pad files shorter than a crop with trailing silence instead of skipping them
     # > 0: resample each crop by a random factor in [1 - p, 1 + p] (new voices)
     speed_perturb: Annotated[float, Range(0, 0.5, hi_open=True)] = 0.0
+    # true: train from pairs, each audio file with the mel an acoustic model made of it (data/pairs.py): NAME.npy
+    # beside NAME.wav, or under data.mel_path (the audio's folder layout mirrored), or a manifest's mel column
+    pairs: bool = False
+    mel_path: str | None = None
+    mel_preset: Annotated[str | None, OneOf(*PRESETS, None)] = None  # the pairs' mel convention (null: the recipe's)
+    mel_set: tuple[str, ...] = ()  # key=value settings of data.mel_preset, e.g. [fmax=8000] (as audiodiff mel --set)
+    RULES: ClassVar = (_pairs_rule,)
 
 
 @dataclass(frozen=True)

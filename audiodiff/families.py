@@ -68,14 +68,15 @@ class WaveformFamily:
 
     @torch.no_grad()
     def validation_sample(self, net, denoiser, recipe: Recipe, x0, cond: dict, mel) -> ValidationSample | None:
-        """The first crop vocoded from its mel with the recipe's default sampler (seed 0); None for a model with no
-        mel to vocode (sampling those belongs to their generator, not to the training loop)."""
+        """The first crop vocoded from its conditioning mel (from pairs, the acoustic model's) with the recipe's
+        default sampler (seed 0), beside the mel of its audio; None for a model with no mel to vocode (sampling those
+        belongs to their generator, not to the training loop)."""
         if not recipe.model.conditional:
             return None
         from audiodiff.vocoder import Vocoder
 
         voc = Vocoder(net, recipe.mel, recipe.model, recipe.diffusion)
-        wav = voc(mel[:1], seed=0)[0]
+        wav = voc(cond["mel"][:1], seed=0)[0]
         return ValidationSample(voc.mel(wav), mel[0], wav, x0[0, 0])
 
     def artefact_format(self) -> tuple[str, str]:

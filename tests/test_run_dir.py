@@ -244,6 +244,8 @@ def test_every_train_and_data_setting_has_a_resume_policy():
     from audiodiff.config import DataConfig, TrainConfig
     from audiodiff.training.resume import APPLIED, REFUSED
 
-    keys = {f"train.{k}" for k in TrainConfig.__dataclass_fields__} | \
-        {f"data.{k}" for k in DataConfig.__dataclass_fields__}
+    import dataclasses
+
+    keys = {f"train.{f.name}" for f in dataclasses.fields(TrainConfig)} | \
+        {f"data.{f.name}" for f in dataclasses.fields(DataConfig)}  # fields, not ClassVars such as RULES
     assert set(APPLIED) | set(REFUSED) == keys and not set(APPLIED) & set(REFUSED)

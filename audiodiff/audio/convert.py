@@ -77,10 +77,11 @@ def _continuous_fbank(c: MelConfig, grid: int, top: int) -> torch.Tensor:
     return fb * ((top / (grid - 1)) / (c.sample_rate / c.n_fft))  # a band sums bins spaced sample_rate / n_fft
 
 
-def convert_mel(mel, src: MelConfig, dst: MelConfig):
+def convert_mel(mel, src: MelConfig, dst: MelConfig, mapping: torch.Tensor | None = None):
     """``mel [..., src.n_mels, frames]`` in the convention ``src`` -> ``[..., dst.n_mels, frames']`` in ``dst``'s
     (numpy in, numpy out; a tensor gives a tensor). Exact where :func:`approximations` is empty, but for what
-    ``src``'s floor or clipping removed."""
+    ``src``'s floor or clipping removed. ``mapping``: ``band_mapping(src, dst)``, for a caller converting many mels
+    (a least-squares solve each call otherwise)."""
     is_numpy = not isinstance(mel, torch.Tensor)
     x = torch.as_tensor(np.asarray(mel) if is_numpy else mel).double()
     if x.ndim < 2 or x.shape[-2] != src.n_mels:
@@ -92,7 +93,8 @@ def convert_mel(mel, src: MelConfig, dst: MelConfig):
     if src.mag_power != dst.mag_power:
         lin = lin.pow(dst.mag_power / src.mag_power)
     if not same_layout(src, dst):
-        lin = torch.einsum("nm,...mt->...nt", band_mapping(src, dst), lin).clamp(min=0)
+        mapping = band_mapping(src, dst) if mapping is None else mapping
+        lin = torch.einsum("nm,...mt->...nt", mapping, lin).clamp(min=0)
     if not same_framing(src, dst):
         lin = _reframe(lin, src, dst)
     if dst.normalized:

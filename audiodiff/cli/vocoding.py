@@ -33,21 +33,9 @@ PRESET_HELP = f"Mel convention: {', '.join(PRESET_NAMES)} (docs/interop.md; `aud
 def mel_settings(preset: str, settings, stats: Path | None = None):
     """The ``MelConfig`` of ``preset`` with ``key=value`` settings (YAML values; ``mel.`` prefix optional) and, for
     ESPnet, the statistics of a ``feats_stats.npz``, validated as a recipe's mel section is."""
-    import yaml
+    from audiodiff.config import mel_values, recipe_from_dict
 
-    from audiodiff.config import recipe_from_dict
-
-    values = {"preset": preset}
-    for item in settings:
-        key, sep, value = item.partition("=")
-        key = key.strip().removeprefix("mel.")
-        if not sep or not key:
-            raise AudiodiffError(f"--set {item!r}: expected key=value, e.g. --set fmax=8000")
-        try:
-            values[key] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise AudiodiffError(f"--set {item!r}: the value is not plain YAML; give a number, string, "
-                                 f"true/false, null or a [list]") from None
+    values = mel_values(preset, settings)
     if stats is not None:
         from audiodiff.audio.presets import espnet_stats
 

@@ -18,6 +18,10 @@ frame ``k`` the item holds ``audio = x[k * hop : (k + N) * hop]`` and ``segment`
 ``[k * hop, k * hop + (N - 1) * hop + n_fft)`` from which ``MelSpectrogram(segment, pad=False)`` computes exactly
 frames ``k .. k + N - 1`` of the whole-file mel (on the GPU, in the training step).
 
+Pairs (``mels``, ``data/pairs.py``): each file comes with a mel an acoustic model made of it, and an item also holds
+``mel``, frames ``k .. k + N - 1`` of that mel (``[n_mels, N]``, converted to the recipe's convention), which the
+model is then conditioned on instead of the mel of ``segment``. The crops drawn are those of audio-only training.
+
 Speed perturbation (``speed_perturb = p > 0``): each crop is resampled from a stretch of the recording
 ``r`` times its length, ``r`` uniform in ``[1 - p, 1 + p]``, so pitch and formants move together by ``r`` and the
 mel, computed from the resampled crop, still describes it exactly. It turns one speaker into a range of voices
@@ -38,6 +42,7 @@ from audiodiff.audio.io import load_audio
 from audiodiff.audio.mel import MelConfig
 from audiodiff.data.files import probe
 from audiodiff.data.manifest import Manifest, scan
+from audiodiff.data.pairs import PairedMels
 from audiodiff.data.reader import DiskAudio
 from audiodiff.errors import AudiodiffError
 
@@ -55,12 +60,16 @@ class AudioCrops(Dataset):
     are screened from their headers only (``manifest.py``). For files at the training rate both give the same items,
     bit for bit; files at another rate are resampled whole when preloaded and per crop otherwise. Files shorter than
     a crop are skipped, or with ``pad_short`` padded with trailing silence to one crop. ``report``: log what was
-    skipped (the main process; the others would repeat it).
+    skipped (the main process; the others would repeat it). ``mels``: one ``.npy`` path per file of ``files``, the
+    acoustic-model mels of training from pairs (``data/pairs.py``), in the convention ``mel_source`` (None: ``mel``).
     """
 
     def __init__(self, files, mel: MelConfig, crop_frames: int, seed: int = 0, labels=None,
                  progress: bool = False, pad_short: bool = False, speed_perturb: float = 0.0,
-                 preload: bool = True, report: bool = True):
+                 preload: bool = True, report: bool = True, mels=None, mel_source: MelConfig | None = None):
+        if mels is not None and (speed_perturb or pad_short):
+            raise AudiodiffError("training from pairs takes the crops' mels from the acoustic model's, which describe "
+                                 "the audio as recorded; set data.speed_perturb: 0 and data.pad_short: false")
         if not 0.0 <= speed_perturb < 0.5:
             raise AudiodiffError(f"data.speed_perturb must be in [0, 0.5), got {speed_perturb}; 0.1 means speed "
                                  f"factors 0.9-1.1, 0 turns it off")
@@ -69,9 +78,10 @@ class AudioCrops(Dataset):
         self.hop = mel.hop_length
         self.skipped: list[tuple[str, str]] = []
         self.clipping: list[str] = []
-        self.audio, self.source = None, None
+        self.audio, self.source, self.pairs = None, None, None
+        self._mels = [] if mels is not None else None  # the mel path of each file kept
         count = len(files) + len(files.skipped) if isinstance(files, Manifest) else len(files)
-        lengths = self._load(files, labels, progress) if preload else self._index(files, labels, progress)
+        lengths = self._load(files, labels, progress, mels) if preload else self._index(files, labels, progress, mels)
         if report and self.skipped:
             distinct = list(dict.fromkeys(self.skipped))  # a manifest may list a file many times
             listing = "; ".join(f"{p} ({r})" for p, r in distinct[:LISTED])
@@ -95,6 +105,8 @@ class AudioCrops(Dataset):
         self.weights = starts / starts.sum()
         self.cdf = np.cumsum(self.weights)  # what Generator.choice(p=weights) draws from, computed once
         self.cdf /= self.cdf[-1]
+        if mels is not None:  # every mel's shape and length checked here, before training
+            self.pairs = PairedMels(self._mels, self.lengths, mel, mel_source, preload=preload)
 
     def _screen(self, n: int) -> tuple[int, str | None]:
         """``(length, reason)`` for a file of ``n`` samples: padded to a crop (``pad_short``) or too short."""
@@ -106,7 +118,7 @@ class AudioCrops(Dataset):
             return n, f"shorter than a crop ({n / sr:.2f} s < {need / sr:.2f} s)"
         return n, None
 
-    def _load(self, files, labels, progress) -> list[int]:
+    def _load(self, files, labels, progress, mels=None) -> list[int]:
         """Decode, screen and pad every file (``self.audio``: the reflect-padded signals)."""
         mel = self.mel
         paths = [files.path(i) for i in range(len(files))] if isinstance(files, Manifest) else files
@@ -139,13 +151,15 @@ class AudioCrops(Dataset):
             self.audio.append(np.pad(audio, mel.pad, mode="reflect"))
             self.labels.append(int(labels[i]) if labels is not None else -1)
             self._files.append(str(path))
+            if mels is not None:
+                self._mels.append(mels[i])
             rates.append(int(files.rates[i]) if isinstance(files, Manifest) else sf.info(str(path)).samplerate)
             lengths.append(len(audio))
         self.labels = np.array(self.labels, np.int64)
         self.rates = np.array(rates, np.int64)
         return lengths
 
-    def _index(self, files, labels, progress) -> list[int]:
+    def _index(self, files, labels, progress, mels=None) -> list[int]:
         """Screen the files from their headers (``self.source``: reads crops from disk)."""
         manifest = files if isinstance(files, Manifest) else scan(files, progress=progress)
         rows = np.arange(len(files)) if isinstance(files, Manifest) else manifest.kept  # manifest row -> labels
@@ -161,6 +175,8 @@ class AudioCrops(Dataset):
         self.source = DiskAudio(manifest.select(keep), self.mel.sample_rate)
         self.rates = self.source.manifest.rates
         rows = rows[keep]
+        if mels is not None:
+            self._mels = [mels[r] for r in rows]
         self.labels = np.asarray(labels, np.int64)[rows] if labels is not None else np.full(len(rows), -1)
         return lengths
 
@@ -192,11 +208,14 @@ class AudioCrops(Dataset):
         segment = self._perturbed(f, rng, length) if self.speed_perturb else None  # drawn last: without it the
         if segment is None:  # stream of crops is unchanged
             segment = self._span(f, start, start + length)
-        return {
+        item = {
             "audio": torch.from_numpy(segment[left: left + n * hop].copy()),  # [N * hop]
             "segment": torch.from_numpy(segment.copy()),
             "label": torch.tensor(self.labels[f]),
         }
+        if self.pairs is not None:
+            item["mel"] = torch.from_numpy(self.pairs.crop(f, k, n))  # [n_mels, N], frames k .. k + N - 1
+        return item
 
     def _span(self, f: int, a: int, b: int) -> np.ndarray:
         """Samples ``[a, b)`` of file ``f`` reflect-padded as the mel front end pads it (``mel.pad``)."""

@@ -11,6 +11,10 @@ A manifest is a tab-separated text file with a header line::
 that have not changed since (``update_manifest``); a manifest written by other tools may leave them empty. A row may
 repeat a path (a corpus weighted by repetition).
 
+An optional seventh column ``mel`` names each file's acoustic-model mel (a ``.npy``, relative to the manifest's
+folder or absolute) for training from pairs (``data.pairs``, ``pairs.py``); ``audiodiff data manifest --mels`` fills
+it with the ``.npy`` beside each audio file, ``--mel-path DIR`` with those in ``DIR``.
+
 Screening here reads headers only: a missing, empty, unreadable or truncated file is skipped with its reason. Silent
 files and non-finite samples show only when decoded, which the preloaded data set does and the lazy one does not.
 Paths are held as one bytes array, not a list of strings, so that forked loader workers do not copy them page by
@@ -31,13 +35,15 @@ from audiodiff.data.files import probe
 from audiodiff.errors import AudiodiffError
 
 COLUMNS = ("path", "frames", "sample_rate", "speaker", "size", "mtime_ns")
+MEL_COLUMN = "mel"  # optional, after COLUMNS: the file's acoustic-model mel (training from pairs)
 SPEAKER_RULES = ("prefix", "parent")  # file-name part before the first "_", or the name of the file's folder
 
 
 @dataclass
 class Manifest:
     """Rows of a manifest as arrays: ``paths`` (bytes, absolute), ``frames`` and ``rates`` (int64),
-    ``speakers`` (str, "" when unknown); ``skipped`` lists ``(path, reason)`` of files left out while scanning."""
+    ``speakers`` (str, "" when unknown); ``skipped`` lists ``(path, reason)`` of files left out while scanning;
+    ``mels`` (str, absolute, "" for none) the ``mel`` column's paths, or None for a manifest without it."""
 
     paths: np.ndarray
     frames: np.ndarray
@@ -47,6 +53,7 @@ class Manifest:
     mtimes: np.ndarray = None
     skipped: list = field(default_factory=list)
     kept: np.ndarray = None  # [rows] index of each row in the file list scanned (``scan``)
+    mels: np.ndarray = None
 
     def __post_init__(self):
         n = len(self.paths)
@@ -71,7 +78,8 @@ class Manifest:
     def select(self, rows) -> "Manifest":
         rows = np.asarray(rows, dtype=np.int64)
         return Manifest(self.paths[rows], self.frames[rows], self.rates[rows], self.speakers[rows],
-                        self.sizes[rows], self.mtimes[rows], list(self.skipped), self.kept[rows])
+                        self.sizes[rows], self.mtimes[rows], list(self.skipped), self.kept[rows],
+                        None if self.mels is None else self.mels[rows])
 
 
 def speaker_of(path: Path, rule: str | None) -> str:
@@ -142,16 +150,23 @@ def write_manifest(manifest: Manifest, path: str | os.PathLike) -> Path:
     """Write ``manifest`` to ``path`` (atomically), with paths relative to its folder where they lie under it."""
     path = Path(path).absolute()
     base = os.fsencode(path.parent) + b"/"
-    lines = ["\t".join(COLUMNS)]
+    lines = ["\t".join(COLUMNS + ((MEL_COLUMN,) if manifest.mels is not None else ()))]
     for i in range(len(manifest)):
-        p = manifest.paths[i]
-        p = os.fsdecode(p[len(base):] if p.startswith(base) else p)
-        if "\t" in p or "\n" in p:
-            raise AudiodiffError(f"{p}: a path with a tab or newline cannot go in a manifest; rename the file")
+        p = _relative(manifest.paths[i], base)
         lines.append(f"{p}\t{manifest.frames[i]}\t{manifest.rates[i]}\t{manifest.speakers[i]}\t"
                      f"{'' if manifest.sizes[i] < 0 else manifest.sizes[i]}\t"
-                     f"{'' if manifest.mtimes[i] < 0 else manifest.mtimes[i]}")
+                     f"{'' if manifest.mtimes[i] < 0 else manifest.mtimes[i]}"
+                     + (f"\t{_relative(manifest.mels[i], base)}" if manifest.mels is not None else ""))
     return atomic.write_text(path, "\n".join(lines) + "\n", "manifest")
+
+
+def _relative(path: str | bytes, base: bytes) -> str:
+    """``path`` relative to the folder ``base`` (bytes, ending in "/") where it lies under it."""
+    p = os.fsencode(path)
+    p = os.fsdecode(p[len(base):] if p.startswith(base) else p)
+    if "\t" in p or "\n" in p:
+        raise AudiodiffError(f"{p}: a path with a tab or newline cannot go in a manifest; rename the file")
+    return p
 
 
 def is_manifest(path: str | os.PathLike) -> bool:
@@ -173,7 +188,8 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
     if header[:3] != list(COLUMNS[:3]):
         raise AudiodiffError(f"{path} is not a manifest: its first line should be the tab-separated header "
                              f"{' '.join(COLUMNS)}; write one with: audiodiff data manifest FOLDER")
-    base, rows = path.parent, []
+    base, rows, mels = path.parent, [], []
+    mel_at = header.index(MEL_COLUMN) if MEL_COLUMN in header else None
     for n, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
@@ -188,6 +204,10 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
             raise AudiodiffError(f"{path}, line {n}: frames and sample_rate must be positive, got {frames} and "
                                  f"{rate}; rebuild it with: audiodiff data manifest")
         rows.append((base / cells[0], frames, rate, cells[3], size, mtime))
+        if mel_at is not None:
+            mels.append(str(base / cells[mel_at]) if cells[mel_at] else "")
     if not rows:
         raise AudiodiffError(f"manifest {path} lists no files; write one with: audiodiff data manifest FOLDER")
-    return _from_rows(rows, [])
+    manifest = _from_rows(rows, [])
+    manifest.mels = np.array(mels, dtype=str) if mel_at is not None else None
+    return manifest

@@ -6,6 +6,9 @@ With ``data.preload: auto`` a corpus is preloaded when its audio as float32 at t
 list their files in ``RUN_DIR/manifest.tsv`` (``data/manifest.py``), so that a resume opens only the files that
 changed since (rank 0 writes it, the other processes then read it). Every process builds the same data set, and
 ``StepBatchSampler`` gives each its own slice of every step's items, so the ranks see disjoint crops.
+
+With ``data.pairs`` each file comes with an acoustic model's mel of it (``data/pairs.py``: beside it, under
+``data.mel_path``, or in a manifest's ``mel`` column), for the training and the validation files alike.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from audiodiff import atomic
-from audiodiff.config import Recipe
+from audiodiff.config import Recipe, pairs_mel
 from audiodiff.data import AudioCrops, StepBatchSampler, class_labels, split_files
 from audiodiff.data.files import find_audio_files, hold_out
 from audiodiff.data.manifest import Manifest, is_manifest, read_manifest, scan, write_manifest
+from audiodiff.data.pairs import check_exist, mel_paths
 from audiodiff.errors import AudiodiffError
 from audiodiff.training import distributed
 
@@ -62,6 +66,34 @@ def _listing(recipe: Recipe, data_path: str):
     return manifest.select(train), manifest.select(sorted(held)) if held else []
 
 
+def pair_mels(recipe: Recipe, files, data_path: str) -> list[str] | None:
+    """The mel file of each of ``files`` (a list or a ``Manifest``) when training from pairs, else None."""
+    d = recipe.data
+    if not d.pairs or not len(files):
+        return None
+    if isinstance(files, Manifest) and files.mels is not None and d.mel_path is None:
+        check_exist(_paths(files), list(files.mels))
+        return [str(m) for m in files.mels]
+    source = d.manifest or data_path
+    roots = [Path(source).parent if Path(source).is_file() else source, d.valid_path]
+    return mel_paths(_paths(files), d.mel_path, roots)
+
+
+def source_mel(recipe: Recipe, report: bool = True):
+    """The pairs' mel convention (``config.pairs_mel``; None: the recipe's mel), checked for the recipe's model;
+    ``report``: log what its conversion approximates (the main process)."""
+    d = recipe.data
+    if not recipe.model.mel_conditioned:
+        raise AudiodiffError(f"data.pairs: true gives a mel-conditioned model its conditioning, but this "
+                             f"{recipe.model.arch} model takes no mel; set data.pairs: false, or train a vocoder")
+    src = pairs_mel(d)
+    if src is not None and report:
+        from audiodiff.audio.convert import describe
+
+        log.info("data: pairs: %s", describe(d.mel_preset, "the recipe's convention", src, recipe.mel))
+    return src
+
+
 def _paths(files) -> list[str]:
     return [files.path(i) for i in range(len(files))] if isinstance(files, Manifest) else [str(f) for f in files]
 
@@ -99,6 +131,8 @@ def build_data(recipe: Recipe, data_path: str, run_dir: Path, dist, progress: bo
     """``(training crops, validation crops or None)``, with the class list written to ``run_dir/classes.txt``."""
     d, seed, rate = recipe.data, recipe.train.seed, recipe.mel.sample_rate
     train_files, valid_files = _listing(recipe, data_path)
+    mel_source = source_mel(recipe, dist.main) if d.pairs else None
+    train_mels, valid_mels = pair_mels(recipe, train_files, data_path), pair_mels(recipe, valid_files, data_path)
     train_paths = _paths(train_files)
     labels, classes = class_labels(train_paths + _paths(valid_files), d.labels, recipe.model.num_classes)
     train_labels = labels[: len(train_paths)] if labels else None
@@ -110,6 +144,7 @@ def build_data(recipe: Recipe, data_path: str, run_dir: Path, dist, progress: bo
         if not isinstance(train_files, Manifest):
             train_files = _run_manifest(train_files, run_dir, dist, progress)
             train_labels = [train_labels[i] for i in train_files.kept] if train_labels else None
+            train_mels = [train_mels[i] for i in train_files.kept] if train_mels else None
         preload = should_preload(d.preload, train_files, rate)
         if dist.main:
             log.info("data: %.1f h in %d files, %s (data.preload %s)", train_files.seconds / 3600,
@@ -117,11 +152,12 @@ def build_data(recipe: Recipe, data_path: str, run_dir: Path, dist, progress: bo
                      d.preload)
     dataset = AudioCrops(train_files, recipe.mel, d.crop_frames, seed=seed, labels=train_labels,
                          progress=progress and dist.main, pad_short=d.pad_short, speed_perturb=d.speed_perturb,
-                         preload=preload, report=dist.main)
+                         preload=preload, report=dist.main, mels=train_mels, mel_source=mel_source)
     if dist.main:
         report_rates(dataset, recipe.mel)
     valid_set = AudioCrops(valid_files, recipe.mel, d.crop_frames, seed=seed + 1, labels=valid_labels,
-                           pad_short=d.pad_short, report=dist.main) if len(valid_files) else None
+                           pad_short=d.pad_short, report=dist.main, mels=valid_mels,
+                           mel_source=mel_source) if len(valid_files) else None
     return dataset, valid_set
 
 

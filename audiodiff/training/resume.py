@@ -61,6 +61,10 @@ APPLIED = {
                     "items either way, others differ by the resampler's rounding)",
     "data.pad_short": "the data set is built with it",
     "data.speed_perturb": "the data set is built with it",
+    "data.pairs": "the data set is built with it (the same crops, conditioned on the given mels or the audio's)",
+    "data.mel_path": "the data set is built with it",
+    "data.mel_preset": "the data set is built with it",
+    "data.mel_set": "the data set is built with it",
 }
 LR_KEYS = {"train.lr", "train.weight_decay", "train.warmup_steps", "train.lr_decay", "train.max_steps"}
 

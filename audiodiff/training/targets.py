@@ -6,6 +6,10 @@ the waveform crop ``[B, 1, N * hop]`` with its mel (and a shaped prior's transfo
 log-mel image ``[B, 1, n_mels, N]`` for ``unet2d``. Class labels, with label dropout in training, are the same for
 both.
 
+Pairs (``data.pairs``): the batch also carries ``mel``, an acoustic model's mel of each crop (``data/pairs.py``), and
+that is the conditioning (and so what a shaped prior is built from): the model learns to make the recording from the
+mel it will be given at inference. ``Inputs.mel``, the auxiliary losses' target, stays the mel of the recording.
+
 ``mel_loss``: the auxiliary objective of FreGrad (Nguyen et al. 2024), WaveFit (Koizumi et al. 2022) and WaveFM
 (2025): the L1 distance between the log-mel of the denoised estimate and the crop's own mel.
 ``stft_loss``: the multi-resolution STFT loss of Parallel WaveGAN (Yamamoto et al. 2020, eqs. 1-3): spectral
@@ -31,7 +35,7 @@ class Inputs(NamedTuple):
     sigma: torch.Tensor  # [B] noise levels
     noise: torch.Tensor  # like x0
     cond: dict  # the backbone's conditioning keywords (mel, prior, class_labels)
-    mel: torch.Tensor  # [B, n_mels, N], the crop's mel
+    mel: torch.Tensor  # [B, n_mels, N], the mel of the crop's audio
 
 
 def diffusion_inputs(recipe: Recipe, audio: torch.Tensor, mel: torch.Tensor, mel_fn) -> tuple[torch.Tensor, dict]:
@@ -41,15 +45,19 @@ def diffusion_inputs(recipe: Recipe, audio: torch.Tensor, mel: torch.Tensor, mel
 
 def batch_inputs(recipe: Recipe, batch: dict, mel_fn, denoiser, gen: torch.Generator, device,
                  label_dropout: float | None = None) -> Inputs:
-    """A loader batch (``audio [B, N * hop]``, ``segment`` (the crop with its mel context), ``label [B]``) -> the
-    denoiser's inputs. The draws from ``gen`` come in a fixed order: noise levels, noise, then (with
-    ``label_dropout``) the labels dropped to the null class; without it the labels are used as they are."""
+    """A loader batch (``audio [B, N * hop]``, ``segment`` (the crop with its mel context), ``label [B]``, and from
+    pairs ``mel [B, n_mels, N]``, the conditioning) -> the denoiser's inputs. The draws from ``gen`` come in a fixed
+    order: noise levels, noise, then (with ``label_dropout``) the labels dropped to the null class; without it the
+    labels are used as they are."""
     audio = batch["audio"].to(device, non_blocking=True).unsqueeze(1)  # [B, 1, N * hop]
     segment = batch["segment"].to(device, non_blocking=True)
     with torch.no_grad():
         mel = mel_fn(segment, pad=False)  # [B, n_mels, N]
     sigma = denoiser.sample_training_sigma(audio.shape[0], generator=gen)
-    x0, cond = diffusion_inputs(recipe, audio, mel, mel_fn)
+    # From pairs the model is conditioned on the acoustic model's mel; the auxiliary mel loss's target (Inputs.mel)
+    # remains the mel of the real audio, which is what the denoised estimate should match.
+    given = batch["mel"].to(device, non_blocking=True) if "mel" in batch else mel
+    x0, cond = diffusion_inputs(recipe, audio, given, mel_fn)
     noise = torch.randn(x0.shape, generator=gen, device=device)
     if recipe.model.num_classes:  # drawn after the noise: the waveform path's random stream is unchanged
         labels = batch["label"].to(device)
