@@ -21,6 +21,7 @@ from audiodiff.training import export, train
 from audiodiff.training.adversarial import discriminator_loss, feature_matching_loss, generator_loss
 from audiodiff.training.checkpoint import load_checkpoint
 from audiodiff.training.fewstep import student, unrolled_sigmas
+from audiodiff.training.loop import check_before_writing, load_initial_weights
 from audiodiff.vocoder import DEFAULT_MODEL, FORMAT, Vocoder
 
 from conftest import REPO, rel_l2, tiny_net
@@ -37,10 +38,10 @@ TINY = {
 }
 
 
-def tiny_recipe(data=None, **sections):
+def tiny_recipe(path=None, **sections):
     raw = {section: dict(values) for section, values in TINY.items()}
-    if data is not None:
-        raw["data"]["path"] = str(data)
+    if path is not None:
+        raw["data"]["path"] = str(path)
     for section, values in sections.items():
         raw[section].update(values)
     return recipe_from_dict(raw)
@@ -166,9 +167,12 @@ def test_the_generator_gradient_flows_through_every_unrolled_step(steps):
 def test_fewstep_fine_tuning_resumes_exports_and_loads_without_discriminators(tone_dir, tmp_path, monkeypatch):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    full = load_checkpoint(run(tiny_recipe(tone_dir), tmp_path / "full"))
-    first = load_checkpoint(run(tiny_recipe(tone_dir, train={"max_steps": 2}), tmp_path / "split"))
-    resumed = load_checkpoint(run(tiny_recipe(tone_dir), tmp_path / "split", seed=123))
+    def recipe(**train):  # validating at step 2 too: it must not disturb the resume
+        return tiny_recipe(tone_dir, data={"valid_files": 1}, train={"valid_every": 2, **train})
+
+    full = load_checkpoint(run(recipe(), tmp_path / "full"))
+    first = load_checkpoint(run(recipe(max_steps=2), tmp_path / "split"))
+    resumed = load_checkpoint(run(recipe(), tmp_path / "split", seed=123))
     assert first["step"] == 2 and resumed["step"] == 4
     assert not states_equal(first["discriminator"]["model"], resumed["discriminator"]["model"])  # trained on
     assert not states_equal(first["model"], resumed["model"])
@@ -179,7 +183,8 @@ def test_fewstep_fine_tuning_resumes_exports_and_loads_without_discriminators(to
     # Step 0 trained the discriminators not at all (adversarial_after 1), steps 1..3 did: 3 AdamW steps.
     assert {int(s["step"]) for s in full["discriminator"]["optimizer"]["state"].values()} == {3}
 
-    events = EventAccumulator(str(tmp_path / "full" / "logs")).Reload()
+    events = EventAccumulator(str(tmp_path / "full" / "logs"), size_guidance={"audio": 0}).Reload()
+    assert "valid/generated" in events.Tags()["audio"]  # the validation sample, at the few-step schedule
     scalars = set(events.Tags()["scalars"])
     assert {"train/loss", "fewstep/mel", "fewstep/adversarial", "fewstep/feature_matching",
             "fewstep/discriminator", "fewstep/discriminator_grad_norm"} <= scalars
@@ -230,6 +235,8 @@ def test_fewstep_recipe_rules_name_the_fix():
         tiny_recipe(fewstep={"betas": [1e-4, 1e-2, 0.5]})
     with pytest.raises(AudiodiffError, match="fp16 is not supported"):
         tiny_recipe(train={"precision": "fp16"})
+    with pytest.raises(AudiodiffError, match="set data.crop_frames to at least 4"):
+        check_before_writing(tiny_recipe(data={"crop_frames": 3}), world=1)
     with pytest.raises(AudiodiffError, match="trains a vocoder"):
         tiny_recipe(model={"conditional": False})
     with pytest.raises(AudiodiffError, match=r"fewstep.betas: \[0.0001, 1.5\] is out of range; expected each item in"):
@@ -259,8 +266,6 @@ def test_the_bundled_fewstep_recipe_fits_the_bundled_model():
         {k: v for k, v in vars(bundled.diffusion).items() if k not in ("sampler", "sample_steps")}
     assert recipe.train.init == "pretrained" and recipe.train.precision != "fp16"
     net = build_backbone(recipe.model, recipe.mel)
-    from audiodiff.training.loop import load_initial_weights
-
     load_initial_weights(net, "pretrained", recipe)  # raises on any mismatch
     assert states_equal(net.state_dict(), weights.state_dict())
     sigmas = unrolled_sigmas(recipe, build_schedule(d))

@@ -34,6 +34,7 @@ from torch import nn
 
 from audiodiff.config import Recipe
 from audiodiff.diffusion import SAMPLERS, prior, sigmas_for, with_grad
+from audiodiff.errors import AudiodiffError
 from audiodiff.models.discriminators import PERIOD_CHANNELS, RESOLUTION_CHANNELS, RESOLUTIONS, Discriminators
 from audiodiff.training import distributed
 from audiodiff.training.adversarial import discriminator_loss, feature_matching_loss, generator_loss, split_batch
@@ -88,6 +89,20 @@ class Critic:
         self.opt.load_state_dict(state["optimizer"])
 
 
+def check(recipe: Recipe) -> None:
+    """What the recipe's rules cannot see (``loop.check_before_writing``): crops long enough for the
+    discriminators' reflect padding (the widest resolution pads ``(n_fft - hop) / 2`` samples a side) and for
+    their longest period."""
+    if not recipe.fewstep.steps:
+        return
+    samples = recipe.data.crop_frames * recipe.mel.hop_length
+    need = max([(n_fft - hop) // 2 for n_fft, hop, _ in RESOLUTIONS] + list(recipe.fewstep.periods))
+    if samples <= need:
+        raise AudiodiffError(f"data.crop_frames {recipe.data.crop_frames} gives crops of {samples} samples; the "
+                             f"few-step discriminators need more than {need}: set data.crop_frames to at least "
+                             f"{need // recipe.mel.hop_length + 1}")
+
+
 def unrolled_sigmas(recipe: Recipe, schedule) -> torch.Tensor:
     """The N-step noise levels ``[N + 1]`` (on the CPU: the samplers read them as Python floats, no device sync),
     exactly those the exported model samples with."""
@@ -99,7 +114,7 @@ def student(denoiser, noise: torch.Tensor, cond: dict, sigmas: torch.Tensor, gen
     through ``len(sigmas) - 1`` denoiser calls, with autograd through all of them. ``cond`` is the denoiser's
     conditioning (mel, and the shaped prior's transform when the recipe has one: the sampler then runs in its
     whitened coordinates and the result is coloured, as ``Vocoder`` synthesises)."""
-    x = prior(noise.shape, float(sigmas[0]), noise_sampler=lambda _: noise)
+    x = prior(noise.shape, float(sigmas[0]), device=noise.device, noise_sampler=lambda _: noise)
     y = with_grad(SAMPLERS[SAMPLER])(denoiser, x, sigmas, generator=gen, extra_args=cond)
     shaped = cond.get("prior")
     return y if shaped is None else shaped.apply(y)

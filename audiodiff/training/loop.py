@@ -126,9 +126,10 @@ def backward(loss, net, opt, scaler, clip: float, world: int):
 
 def check_before_writing(recipe: Recipe, world: int) -> None:
     """What the recipe's declared ranges (``config.py``) cannot see, checked before the run directory is touched:
-    crops that fit a U-Net tile, a batch that splits across the processes, a backbone that builds (on the meta
+    crops that fit a U-Net tile (or the few-step discriminators), a batch that splits across the processes, a backbone that builds (on the meta
     device: no memory), and noise levels for the default sampler, which validation and the exported model use."""
     family_of(recipe.model).check(recipe)
+    fewstep.check(recipe)
     StepBatchSampler(recipe.train.batch_size, world=world)
     check_buildable(recipe.model, recipe.mel)
     d = recipe.diffusion
