@@ -88,6 +88,13 @@ class Critic:
         self.net.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
 
+    def load_saved(self, saved: dict, path) -> None:
+        """Restore the discriminators of the training checkpoint ``saved`` (read from ``path``)."""
+        if CHECKPOINT_KEY not in saved:
+            raise AudiodiffError(f"{path} holds no discriminators: it is not a few-step run; pass another --run-dir "
+                                 f"to fine-tune from it (train.init takes an export of it)")
+        self.load_state_dict(saved[CHECKPOINT_KEY])
+
 
 def check(recipe: Recipe) -> None:
     """What the recipe's rules cannot see (``loop.check_before_writing``): crops long enough for the

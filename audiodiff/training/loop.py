@@ -126,8 +126,9 @@ def backward(loss, net, opt, scaler, clip: float, world: int):
 
 def check_before_writing(recipe: Recipe, world: int) -> None:
     """What the recipe's declared ranges (``config.py``) cannot see, checked before the run directory is touched:
-    crops that fit a U-Net tile (or the few-step discriminators), a batch that splits across the processes, a backbone that builds (on the meta
-    device: no memory), and noise levels for the default sampler, which validation and the exported model use."""
+    crops that fit a U-Net tile (or the few-step discriminators), a batch that splits across the processes, a
+    backbone that builds (on the meta device: no memory), and noise levels for the default sampler, which
+    validation and the exported model use."""
     family_of(recipe.model).check(recipe)
     fewstep.check(recipe)
     StepBatchSampler(recipe.train.batch_size, world=world)
@@ -181,7 +182,7 @@ def _train(recipe: Recipe, run_dir: Path, dist: distributed.Dist, data_path: str
         model.load_state_dict(saved)
         load_scaler(scaler, saved)
         if critic is not None:
-            critic.load_state_dict(saved[fewstep.CHECKPOINT_KEY])
+            critic.load_saved(saved, path)
             apply_critic_changes(changes, critic.opt, recipe.fewstep)
         apply_changes(changes, model.opt, model.sched, tc)
         st = TrainState.resumed(saved, path)
