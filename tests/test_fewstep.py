@@ -270,3 +270,65 @@ def test_the_bundled_fewstep_recipe_fits_the_bundled_model():
     assert states_equal(net.state_dict(), weights.state_dict())
     sigmas = unrolled_sigmas(recipe, build_schedule(d))
     assert len(sigmas) == 3 and sigmas[0] <= build_schedule(d).sigma_max
+
+
+DDP_SCRIPT = """
+# `audiodiff train` under torchrun, rank 1's generator and discriminators perturbed where the loop builds them (so
+# only DDP's broadcast can make the replicas agree); every rank saves both networks' initial and final weights.
+import os, sys
+import torch
+from audiodiff import cli
+from audiodiff.training import fewstep, loop
+
+rank = int(os.environ["RANK"])
+nets = {}
+
+def capture(name, original):
+    def build(*args, **kwargs):
+        net = original(*args, **kwargs)
+        if rank == 1:
+            with torch.no_grad():
+                for p in net.parameters():
+                    p.add_(0.1)
+        nets[name] = (net, {k: v.clone() for k, v in net.state_dict().items()})
+        return net
+    return build
+
+loop.build_backbone = capture("generator", loop.build_backbone)
+fewstep.build_discriminators = capture("discriminators", fewstep.build_discriminators)
+try:
+    cli.main(sys.argv[2:])
+except SystemExit as exit:
+    assert exit.code in (0, None), exit.code
+torch.save({name: {"init": init, "final": net.state_dict()} for name, (net, init) in nets.items()},
+           os.path.join(sys.argv[1], f"rank{rank}.pt"))
+"""
+
+
+def test_ddp_replicas_of_both_networks_stay_identical(tone_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import torch.distributed as dist
+    import yaml
+
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available")
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump({**TINY, "train": {**TINY["train"], "max_steps": 3, "checkpoint_every": 3}}))
+    script = tmp_path / "ddp_fewstep.py"
+    script.write_text(DDP_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+           str(tmp_path), "train", str(recipe), "--data", str(tone_dir), "--run-dir", str(tmp_path / "run"),
+           "--device", "cpu", "--no-progress"]
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    for name in ("generator", "discriminators"):
+        assert not states_equal(r0[name]["init"], r1[name]["init"]), name  # built differently...
+        assert states_equal(r0[name]["final"], r1[name]["final"]), name  # ...kept identical by DDP
+        assert not states_equal(r0[name]["init"], r0[name]["final"]), name  # and trained
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "ckpt-00000003.pt")
+    assert states_equal(state["discriminator"]["model"], r0["discriminators"]["final"])
