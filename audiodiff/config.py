@@ -1,6 +1,7 @@
 """Configuration: one frozen dataclass per component, and YAML recipes that load into them.
 
-A recipe is a YAML mapping with the sections ``mel``, ``model``, ``diffusion``, ``data`` and ``train``.
+A recipe is a YAML mapping with the sections ``mel``, ``model``, ``diffusion``, ``data`` and ``train``, and
+``fewstep`` for few-step fine-tuning (off by default).
 Unknown keys and wrong types are errors that name the key (and the nearest valid one); ``--set a.b=value``
 overrides apply on top. The resolved recipe (every field, defaults included) is what a run directory keeps.
 
@@ -295,6 +296,49 @@ class TrainConfig:
     stft_loss: Annotated[float, Range(0)] = 0.0
 
 
+def _fewstep_values_rule(f: "FewStepConfig") -> str | None:
+    if f.steps and f.betas and len(f.betas) != f.steps:  # steps 0 ignores the other keys
+        return (f"recipe key fewstep.betas: {list(f.betas)} has {len(f.betas)} entries for fewstep.steps {f.steps}; "
+                f"expected one beta per step, or [] for the fast sampler's own {f.steps}-step schedule")
+    if len(f.disc_betas) != 2:
+        return f"recipe key fewstep.disc_betas: {list(f.disc_betas)}; expected Adam's two betas, e.g. [0.8, 0.99]"
+    return None
+
+
+@dataclass(frozen=True)
+class FewStepConfig:
+    """Few-step fine-tuning (``training/fewstep.py``, docs/fewstep.md): the vocoder's sampler unrolled at ``steps``
+    steps is trained as a generator with the mel, feature-matching and adversarial losses of HiFi-GAN against
+    multi-period and multi-resolution discriminators (``models/discriminators.py``). ``steps: 0`` (the default)
+    is plain diffusion training and ignores the other keys."""
+
+    steps: Annotated[int, Range(0, 16, note="0: plain diffusion training")] = 0
+    # the short variance schedule of the unrolled fast sampler (DiffWave Alg. 3), one beta per step; []: the fast
+    # sampler's own schedule for fewstep.steps (diffusion/plan.py fast_betas). The export records it.
+    betas: Annotated[tuple[float, ...], BETA] = ()
+    mel_weight: Annotated[float, Range(0)] = 45.0  # lambda_mel (HiFi-GAN eq. 6)
+    stft_weight: Annotated[float, Range(0)] = 0.0  # weight of the multi-resolution STFT loss (Parallel WaveGAN's)
+    fm_weight: Annotated[float, Range(0)] = 2.0  # lambda_fm (HiFi-GAN)
+    adv_weight: Annotated[float, Range(0)] = 1.0  # the LSGAN generator loss's weight
+    # steps of spectral losses only before the discriminators train and the adversarial terms start
+    adversarial_after: Annotated[int, Range(0)] = 0
+    disc_lr: Annotated[float, Range(0, lo_open=True)] = 2e-4  # AdamW learning rate of the discriminators (HiFi-GAN)
+    disc_betas: Annotated[tuple[float, ...], Range(0, 1, hi_open=True)] = (0.8, 0.99)  # HiFi-GAN's AdamW betas
+    periods: Annotated[tuple[int, ...], Range(1)] = (2, 3, 5, 7, 11)  # the multi-period discriminator's
+    # share of HiFi-GAN's discriminator widths (32..1024 channels; the resolution discriminators' 32)
+    disc_width: Annotated[float, Range(0, 1, lo_open=True)] = 1.0
+    RULES: ClassVar = (_fewstep_values_rule,)
+
+    def schedules(self) -> dict:
+        """``{"N": betas}`` of the unrolled schedule (``{}`` when off): what an exported model records as its tuned
+        fast schedule, so that its default sampling is the one it was fine-tuned at."""
+        if not self.steps:
+            return {}
+        from audiodiff.diffusion.plan import fast_betas
+
+        return {str(self.steps): [float(b) for b in (self.betas or fast_betas(self.steps))]}
+
+
 def model_parameters(model: ModelConfig, n_mels: int = 80) -> int:
     """How many parameters ``factory.build_backbone`` gives ``model``, computed without building it (exact but for
     the mel upsampler's few dozen), so that absurd sizes are refused before any memory is allocated."""
@@ -318,6 +362,23 @@ def _size_rule(r: "Recipe") -> str | None:
             f"expected at most {MAX_PARAMETERS:.0e}; make the model smaller")
 
 
+def _fewstep_rule(r: "Recipe") -> str | None:
+    f, d = r.fewstep, r.diffusion
+    if not f.steps:
+        return None
+    if not (r.model.arch == "diffwave" and r.model.mel_conditioned):
+        return ("recipe key fewstep.steps: few-step fine-tuning trains a vocoder; expected a mel-conditioned "
+                "diffwave, or fewstep.steps: 0")
+    if d.sampler != "fast" or d.sample_steps != f.steps:
+        return (f"recipe keys diffusion.sampler {d.sampler} and diffusion.sample_steps {d.sample_steps}: the model is "
+                f"fine-tuned at the fast sampler's {f.steps} steps (fewstep.steps), which its export samples with by "
+                f"default; set diffusion.sampler: fast and diffusion.sample_steps: {f.steps}")
+    if r.train.precision == "fp16":
+        return ("recipe key train.precision: fp16 is not supported by few-step fine-tuning (two networks, no "
+                "GradScaler); use bf16, auto or fp32")
+    return None
+
+
 @dataclass(frozen=True)
 class Recipe:
     mel: MelConfig = field(default_factory=MelConfig)
@@ -325,7 +386,8 @@ class Recipe:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    RULES: ClassVar = (_size_rule, _prior_rule)  # relations across sections
+    fewstep: FewStepConfig = field(default_factory=FewStepConfig)
+    RULES: ClassVar = (_size_rule, _prior_rule, _fewstep_rule)  # relations across sections
 
     def to_dict(self) -> dict:
         # Tuples as lists: YAML's safe dumper knows no tuples.
@@ -334,7 +396,7 @@ class Recipe:
 
 
 SECTIONS = {"mel": MelConfig, "model": ModelConfig, "diffusion": DiffusionConfig, "data": DataConfig,
-            "train": TrainConfig}
+            "train": TrainConfig, "fewstep": FewStepConfig}
 
 
 def _nearest(key: str, valid, cutoff: float = 0.5, list_valid: bool = True) -> str:

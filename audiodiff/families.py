@@ -75,7 +75,7 @@ class WaveformFamily:
             return None
         from audiodiff.vocoder import Vocoder
 
-        voc = Vocoder(net, recipe.mel, recipe.model, recipe.diffusion)
+        voc = Vocoder(net, recipe.mel, recipe.model, recipe.diffusion, recipe.fewstep.schedules())
         wav = voc(cond["mel"][:1], seed=0)[0]
         return ValidationSample(voc.mel(wav), mel[0], wav, x0[0, 0])
 
@@ -86,15 +86,16 @@ class WaveformFamily:
         return vocoder.FORMAT, "model"
 
     def artefact(self, net: nn.Module, recipe: Recipe, classes: list[str] | None = None):
-        """The inference object for trained weights: a ``Vocoder`` for a mel-conditioned model, a ``WaveGenerator``
-        (with the run's class names) for an unconditional or class-conditional one."""
+        """The inference object for trained weights: a ``Vocoder`` for a mel-conditioned model (with the schedule of
+        its few-step fine-tuning, if any, as its tuned fast schedule), a ``WaveGenerator`` (with the run's class
+        names) for an unconditional or class-conditional one."""
         if not recipe.model.conditional:
             from audiodiff.wavegen import WaveGenerator
 
             return WaveGenerator(net, recipe.mel, recipe.model, recipe.diffusion, classes)
         from audiodiff.vocoder import Vocoder
 
-        return Vocoder(net, recipe.mel, recipe.model, recipe.diffusion)
+        return Vocoder(net, recipe.mel, recipe.model, recipe.diffusion, recipe.fewstep.schedules())
 
 
 class ImageFamily:

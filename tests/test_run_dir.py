@@ -5,6 +5,7 @@ those of tests/test_reliability.py; docs/reliability.md lists the cases.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -241,11 +242,12 @@ def test_run_already_at_max_steps_is_done(tmp_path, corpus, capsys):
 
 
 def test_every_train_and_data_setting_has_a_resume_policy():
-    from audiodiff.config import DataConfig, TrainConfig
+    from audiodiff.config import DataConfig, FewStepConfig, TrainConfig
     from audiodiff.training.resume import APPLIED, REFUSED
 
     import dataclasses
 
     keys = {f"train.{f.name}" for f in dataclasses.fields(TrainConfig)} | \
-        {f"data.{f.name}" for f in dataclasses.fields(DataConfig)}  # fields, not ClassVars such as RULES
+        {f"data.{f.name}" for f in dataclasses.fields(DataConfig)} | \
+        {f"fewstep.{f.name}" for f in dataclasses.fields(FewStepConfig)}  # fields, not ClassVars such as RULES
     assert set(APPLIED) | set(REFUSED) == keys and not set(APPLIED) & set(REFUSED)

@@ -15,6 +15,7 @@ from audiodiff.diffusion.samplers import (
     sample_dpmpp_2m,
     sample_heun,
     sample_pc,
+    with_grad,
 )
 from audiodiff.diffusion.schedules import (
     DiscreteSchedule,
@@ -31,4 +32,5 @@ __all__ = [
     "NULL_LABEL", "SAMPLERS", "Denoiser", "DiscreteSchedule", "append_dims", "cosine_betas", "drop_labels",
     "explicit_betas", "fast_betas", "guided", "karras_sigmas", "linear_betas", "loglinear_sigmas", "make_betas",
     "prior", "sample_ancestral", "sample_ddim", "sample_dpmpp_2m", "sample_heun", "sample_pc", "sigmas_for",
+    "with_grad",
 ]

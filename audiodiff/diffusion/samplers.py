@@ -117,6 +117,7 @@ def sample_ancestral(denoise: Denoise, x: torch.Tensor, sigmas: torch.Tensor, *,
                            callback)
 
 
+@torch.no_grad()
 def sample_ddim(denoise: Denoise, x: torch.Tensor, sigmas: torch.Tensor, *, eta: float = 0.0,
                 generator: torch.Generator | None = None, noise_sampler: NoiseSampler | None = None,
                 extra_args: dict | None = None, callback: Callback | None = None) -> torch.Tensor:
@@ -126,8 +127,8 @@ def sample_ddim(denoise: Denoise, x: torch.Tensor, sigmas: torch.Tensor, *, eta:
     sigma_up z`` with ``eps_hat = (x - x0) / sigma`` and eq. 16's ``sigma_up`` (:func:`ancestral_step_sizes`), which
     is exactly :func:`sample_ancestral`; ``eta = 1`` is DDPM.
     """
-    return sample_ancestral(denoise, x, sigmas, eta=eta, generator=generator, noise_sampler=noise_sampler,
-                            extra_args=extra_args, callback=callback)
+    return _ancestral_loop(denoise, x, sigmas, eta, noise_sampler or generator_noise(generator), extra_args or {},
+                           callback)
 
 
 @torch.no_grad()
@@ -246,6 +247,15 @@ SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
     "heun": sample_heun,
     "pc": sample_pc,
 }
+
+
+
+def with_grad(sampler: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """``sampler`` (a value of ``SAMPLERS``) with autograd: the same function without its ``torch.no_grad``, so that
+    a loss on its output reaches the network through every step (few-step fine-tuning, ``training/fewstep.py``).
+    The arithmetic is the sampler's own, so its output equals the no-grad call's."""
+    return getattr(sampler, "__wrapped__", sampler)  # torch.no_grad() wraps with functools.wraps
+
 
 # Samplers that draw no noise (ddim with its default eta = 0): from the same starting x they give the same output
 # whatever the generator.

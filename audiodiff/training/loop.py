@@ -10,6 +10,10 @@ are the same whether or not the run was interrupted before it, and the initial w
 A step whose loss or (in fp32/bf16) gradient is not finite is skipped; ``train.max_bad_steps`` of them in a row
 stop the run. Faults tested: docs/reliability.md.
 
+With ``fewstep.steps`` set, each step is few-step fine-tuning instead (``fewstep.py``): the sampler unrolled at
+that many steps is trained against discriminators (a ``fewstep.Critic``, saved in the checkpoint beside the
+generator); the build, resume, logging, validation and saving are this loop's.
+
 The loop's state is a ``TrainState`` and the network it trains a ``Trainable`` (``state.py``), the helpers are at
 module level (the shape of EDM's ``training_loop.py`` and nanoGPT's ``train.py``); what depends on the model's kind
 is its family's (``families.py``), and what may change on resume is decided in ``resume.py``.
@@ -18,6 +22,7 @@ is its family's (``families.py``), and what may change on resume is decided in `
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import signal
 import time
@@ -34,10 +39,10 @@ from audiodiff.errors import AudiodiffError
 from audiodiff.factory import build_backbone, build_denoiser, build_schedule, check_buildable
 from audiodiff.families import family_of
 from audiodiff.training import checkpoint as ckpt
-from audiodiff.training import distributed
+from audiodiff.training import distributed, fewstep
 from audiodiff.training.data import build_data, make_loader, resolve_data
 from audiodiff.training.lock import run_lock
-from audiodiff.training.resume import apply_changes, check_resume
+from audiodiff.training.resume import apply_changes, apply_critic_changes, check_resume
 from audiodiff.training.state import Trainable, TrainState, checkpoint_state, load_scaler
 from audiodiff.training.targets import auxiliary_loss, batch_inputs
 from audiodiff.training.validate import validate
@@ -61,6 +66,13 @@ def load_initial_weights(net: torch.nn.Module, source: str, recipe: Recipe) -> N
         if getattr(other, section) != getattr(recipe, section):
             raise AudiodiffError(f"train.init: {path} was trained with different {section} settings "
                                  f"({getattr(other, section)}); use a recipe whose {section} section matches it")
+    # Few-step fine-tuning unrolls the sampler on the model's own noise levels and prior: all but the default
+    # sampling must be the model's.
+    sampling = {"sampler": recipe.diffusion.sampler, "sample_steps": recipe.diffusion.sample_steps}
+    if recipe.fewstep.steps and dataclasses.replace(other.diffusion, **sampling) != recipe.diffusion:
+        raise AudiodiffError(f"train.init: {path} was trained with different diffusion settings "
+                             f"({other.diffusion}); few-step fine-tuning needs the model's own, but for "
+                             f"diffusion.sampler and diffusion.sample_steps")
     net.load_state_dict(weights.state_dict())
 
 
@@ -114,14 +126,16 @@ def backward(loss, net, opt, scaler, clip: float, world: int):
 
 def check_before_writing(recipe: Recipe, world: int) -> None:
     """What the recipe's declared ranges (``config.py``) cannot see, checked before the run directory is touched:
-    crops that fit a U-Net tile, a batch that splits across the processes, a backbone that builds (on the meta
-    device: no memory), and noise levels for the default sampler, which validation and the exported model use."""
+    crops that fit a U-Net tile (or the few-step discriminators), a batch that splits across the processes, a
+    backbone that builds (on the meta device: no memory), and noise levels for the default sampler, which
+    validation and the exported model use."""
     family_of(recipe.model).check(recipe)
+    fewstep.check(recipe)
     StepBatchSampler(recipe.train.batch_size, world=world)
     check_buildable(recipe.model, recipe.mel)
     d = recipe.diffusion
     try:
-        sigmas_for(d.sampler, d.sample_steps, build_schedule(d))
+        sigmas_for(d.sampler, d.sample_steps, build_schedule(d), tuned=recipe.fewstep.schedules())
     except AudiodiffError as err:
         raise AudiodiffError(f"diffusion.sampler {d.sampler} with diffusion.sample_steps {d.sample_steps}: "
                              f"{err}") from None
@@ -159,12 +173,17 @@ def _train(recipe: Recipe, run_dir: Path, dist: distributed.Dist, data_path: str
     amp_dtype = precision_dtype(tc.precision, dist.device)
     scaler = torch.amp.GradScaler(dist.device.type, enabled=amp_dtype == torch.float16)
     mel_fn = MelSpectrogram(recipe.mel).to(dist.device)
+    critic = fewstep.Critic.build(recipe, dist.device, lambda d: for_training(d, tc, dist)) \
+        if recipe.fewstep.steps else None
 
     # Resume.
     st = TrainState()
     if saved is not None:
         model.load_state_dict(saved)
         load_scaler(scaler, saved)
+        if critic is not None:
+            critic.load_saved(saved, path)
+            apply_critic_changes(changes, critic.opt, recipe.fewstep)
         apply_changes(changes, model.opt, model.sched, tc)
         st = TrainState.resumed(saved, path)
         if dist.main:
@@ -172,6 +191,7 @@ def _train(recipe: Recipe, run_dir: Path, dist: distributed.Dist, data_path: str
             for key, old, new in changes:
                 log.info("resume: %s %s -> %s", key, old, new)
     denoiser = build_denoiser(for_training(model.net, tc, dist), recipe.diffusion)
+    sigmas = fewstep.unrolled_sigmas(recipe, denoiser.schedule) if critic is not None else None
 
     # Loop.
     loader = make_loader(dataset, tc.batch_size, st.step, dist, recipe.data.num_workers,
@@ -185,14 +205,22 @@ def _train(recipe: Recipe, run_dir: Path, dist: distributed.Dist, data_path: str
         model.net.train()
         for batch in loader:
             gen = step_generator(tc.seed, st.step, dist.rank, dist.device)
-            loss = train_step(denoiser, mel_fn, batch, gen, dist.device, amp_dtype, recipe)
-            fault, grad_norm = backward(loss, model.net, model.opt, scaler, tc.grad_clip, dist.world)
+            if critic is None:
+                loss = train_step(denoiser, mel_fn, batch, gen, dist.device, amp_dtype, recipe)
+                fault, grad_norm = backward(loss, model.net, model.opt, scaler, tc.grad_clip, dist.world)
+                value, parts = (loss if fault == "loss" else grad_norm), None
+            else:
+                loss, grad_norm, fault, value, parts = fewstep.train_step(
+                    denoiser, critic, model.net, model.opt, mel_fn, batch, gen, dist.device, amp_dtype, recipe,
+                    st.step, sigmas, dist.world)
             if fault is None:
                 st.bad_steps = 0
                 model.update(scaler)
-                logger.add(loss, grad_norm)
+                if critic is not None:
+                    critic.update()
+                logger.add(loss, grad_norm, parts)
             else:
-                skip_step(st, fault, loss if fault == "loss" else grad_norm, model.opt, tc)
+                skip_step(st, fault, value, model.opt, tc)
             st.step += 1
             st.elapsed = time.perf_counter() - t0
             if fault is None:  # a skipped step is not logged, validated or saved: nothing changed
@@ -200,11 +228,11 @@ def _train(recipe: Recipe, run_dir: Path, dist: distributed.Dist, data_path: str
                 if st.step % tc.valid_every == 0 and dist.main and valid_set is not None:
                     validate(model.ema.model, recipe, valid_set, mel_fn, logger.writer, st.step, dist.device)
                 if st.step % tc.checkpoint_every == 0:
-                    save(st, model, scaler, recipe, run_dir, dist)
+                    save(st, model, scaler, recipe, run_dir, dist, critic)
             if st.stop_signal is not None or (tc.max_minutes > 0 and st.elapsed > tc.max_minutes * 60):
                 break
         if st.step != st.saved_step:
-            save(st, model, scaler, recipe, run_dir, dist)
+            save(st, model, scaler, recipe, run_dir, dist, critic)
         if st.stop_signal is not None:
             raise Interrupted(f"stopped by signal {st.stop_signal} at step {st.step}; checkpoint {st.checkpoint}; "
                               f"run the same command to resume")
@@ -234,12 +262,14 @@ def skip_step(st: TrainState, fault: str, value, opt, tc) -> None:
                              f"{where}; lower train.lr or check the data")
 
 
-def save(st: TrainState, model: Trainable, scaler, recipe: Recipe, run_dir: Path, dist) -> None:
+def save(st: TrainState, model: Trainable, scaler, recipe: Recipe, run_dir: Path, dist, critic=None) -> None:
     """Write the checkpoint of ``st.step`` (the main process only; every process records it as saved, so that
-    their messages name it)."""
+    their messages name it), with the few-step discriminators when there are some."""
     if dist.main:
-        st.checkpoint = ckpt.save_checkpoint(checkpoint_state(st, model, scaler, recipe), run_dir, st.step,
-                                             recipe.train.keep_checkpoints)
+        state = checkpoint_state(st, model, scaler, recipe)
+        if critic is not None:
+            state[fewstep.CHECKPOINT_KEY] = critic.state_dict()
+        st.checkpoint = ckpt.save_checkpoint(state, run_dir, st.step, recipe.train.keep_checkpoints)
     else:
         st.checkpoint = ckpt.checkpoint_path(run_dir, st.step)
     st.saved_step = st.step
@@ -262,7 +292,7 @@ class Logger:
 
     def __init__(self, run_dir: Path, recipe: Recipe, dist, progress: bool, step: int):
         self.tc, self.dist, self.writer, self.bar = recipe.train, dist, None, None
-        self.window, self.grad_norm, self.t_log = [], None, time.perf_counter()
+        self.window, self.parts, self.grad_norm, self.t_log = [], [], None, time.perf_counter()
         if not dist.main:
             return
         try:
@@ -297,10 +327,13 @@ class Logger:
             log.info("learning rate %g, warm-up %d steps, then a half cosine to 0 at step %d (train.max_steps)",
                      tc.lr, tc.warmup_steps, tc.max_steps)
 
-    def add(self, loss, grad_norm) -> None:
-        """A good step's loss and gradient norm (kept on the device until they are logged)."""
+    def add(self, loss, grad_norm, parts: dict | None = None) -> None:
+        """A good step's loss and gradient norm, and its loss terms ``parts`` (few-step fine-tuning's), all kept on
+        the device until they are logged."""
         self.window.append(loss.detach())
         self.grad_norm = grad_norm
+        if parts and self.dist.main:
+            self.parts.append(parts)
 
     def step(self, st: TrainState, sched) -> None:
         if not self.dist.main:
@@ -312,6 +345,13 @@ class Logger:
             self.writer.add_scalar("train/grad_norm", self.grad_norm.item(), st.step)
             self.writer.add_scalar("train/lr", sched.get_last_lr()[0], st.step)
             self.writer.add_scalar("train/minutes", st.elapsed / 60, st.step)
+            if self.parts:  # the mean of each term since the last log, read from the device at once
+                names = sorted(self.parts[-1])
+                means = torch.stack([torch.stack([p[k].float() for p in self.parts if k in p]).mean()
+                                     for k in names]).tolist()
+                for name, value in zip(names, means):
+                    self.writer.add_scalar(f"fewstep/{name}", value, st.step)
+                self.parts.clear()
             if self.bar is not None:
                 self.bar.set_postfix(loss=f"{mean_loss:.4f}")
             else:

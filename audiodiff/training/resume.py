@@ -7,7 +7,8 @@ the newest checkpoint's. ``config.yaml`` is the resolved recipe written before s
 while a checkpoint exists. It is the only record of a run stopped before its first checkpoint, and then the recipe is
 compared with it, so that such a run is not silently taken over by other model settings either.
 
-The mel, model and diffusion sections never change within a run. Each ``train`` and ``data`` setting is either
+The mel, model and diffusion sections never change within a run. Each ``train``, ``data`` and ``fewstep`` setting
+is either
 applied to the resumed run or refused before anything is written, so that ``config.yaml`` and every later checkpoint
 record only values in use. An applied change is logged, ``resume: train.lr 0.0002 -> 0.5``; a refused one is one
 error line naming the key, its value in the run and the fix.
@@ -29,6 +30,8 @@ REFUSED = {
     "train.seed": "the initial weights and every step's random draws come from it",
     "train.init": "it only picks the starting weights of a new run, and this run continues from its checkpoint",
     "data.labels": "it decides which class each file belongs to, which the model has learned",
+    "fewstep.steps": "it decides whether the run is diffusion training or few-step fine-tuning, and how many steps "
+                     "the generator unrolls",
 }
 APPLIED = {
     "train.batch_size": "the data loader is built with it",
@@ -65,7 +68,18 @@ APPLIED = {
     "data.mel_path": "the data set is built with it",
     "data.mel_preset": "the data set is built with it",
     "data.mel_set": "the data set is built with it",
+    "fewstep.betas": "the unrolled noise levels are computed with it (the export records the last)",
+    "fewstep.mel_weight": "read at every step",
+    "fewstep.stft_weight": "read at every step",
+    "fewstep.fm_weight": "read at every step",
+    "fewstep.adv_weight": "read at every step",
+    "fewstep.adversarial_after": "read at every step",
+    "fewstep.disc_lr": "written into the restored discriminator optimizer's param groups",
+    "fewstep.disc_betas": "written into the restored discriminator optimizer's param groups",
 }
+# fewstep keys that shape the discriminators, whose saved weights must fit them
+REFUSED.update({f"fewstep.{k}": "the discriminators are built with it, and their saved weights fit only that"
+                for k in ("periods", "disc_width")})
 LR_KEYS = {"train.lr", "train.weight_decay", "train.warmup_steps", "train.lr_decay", "train.max_steps"}
 
 
@@ -93,7 +107,7 @@ def check_resume(run_dir: Path, recipe: Recipe, saved: dict | None, checkpoint: 
         return []
     _refuse_fixed_changes(run_dir, saved, recipe, f"checkpoint {checkpoint.name}")
     new, changes = recipe.to_dict(), []
-    for section in ("train", "data"):
+    for section in ("train", "data", "fewstep"):
         for key, value in new[section].items():
             name, old = f"{section}.{key}", (saved.get(section) or {}).get(key, value)
             if old == value:
@@ -142,4 +156,11 @@ def apply_changes(changes, opt, sched, train: TrainConfig) -> None:
         group["weight_decay"] = train.weight_decay
         group["lr"] = train.lr * factor(sched.last_epoch)  # what LambdaLR.step computes
     sched._last_lr = [group["lr"] for group in opt.param_groups]
+
+
+def apply_critic_changes(changes, opt, fewstep) -> None:
+    """Write a changed ``fewstep.disc_lr`` or ``disc_betas`` into the restored discriminator optimizer."""
+    if {"fewstep.disc_lr", "fewstep.disc_betas"} & {key for key, _, _ in changes}:
+        for group in opt.param_groups:
+            group["lr"], group["betas"] = fewstep.disc_lr, tuple(fewstep.disc_betas)
 

@@ -1,8 +1,8 @@
 """What a training run carries from step to step, and how it goes into and comes out of a checkpoint.
 
 ``Trainable``: one network with its AdamW optimiser, learning-rate schedule and EMA, the things an optimisation step
-updates. A run trains one today, the denoiser's backbone; few-step fine-tuning with a discriminator adds a second,
-saved under its own key beside the first (``checkpoint_state``). ``TrainState``: the run's counters (step, elapsed
+updates: the denoiser's backbone. Few-step fine-tuning adds discriminators (``fewstep.Critic``: no EMA, a constant
+learning rate), saved under their own key beside it (``loop.save``). ``TrainState``: the run's counters (step, elapsed
 time, the last checkpoint, consecutive skipped steps, a stop signal), one dataclass instead of loop variables.
 
 The learning rate is a pure function of the step (``lr_factor``), so a resumed run follows the same curve.
@@ -89,7 +89,7 @@ class TrainState:
 def checkpoint_state(st: TrainState, model: Trainable, scaler: torch.amp.GradScaler, recipe: Recipe) -> dict:
     """The resumable checkpoint: counters, the denoiser's ``Trainable`` (top-level keys model, ema, optimizer,
     scheduler), the GradScaler and the recipe the state was made with (``resume.py``: the run's source of truth).
-    A second network would go under its own key, e.g. ``"discriminator": disc.state_dict()``."""
+    The few-step discriminators go under their own key, ``"discriminator"`` (``loop.save``)."""
     return {"step": st.step, "elapsed": st.elapsed, **model.state_dict(), "scaler": scaler.state_dict(),
             "recipe": recipe.to_dict()}
 
