@@ -15,6 +15,7 @@ T0=$(date +%s)
 LIMIT=${LIMIT:-560}
 OUT=${OUT:-$PWD/out}
 RUN=runs/fewstep-2
+EXTRA_SETS=${EXTRA_SETS:-}  # appended to the training command, e.g. "--set train.lr=1e-4"
 mkdir -p "$OUT" runs
 log() { echo "[$(( $(date +%s) - T0 )) s] $*" | tee -a "$OUT/plan.log"; }
 
@@ -26,7 +27,7 @@ export TORCHINDUCTOR_FX_GRAPH_CACHE=1 TORCHINDUCTOR_AUTOGRAD_CACHE=1
 train() {  # minutes, extra settings
   python3 -m audiodiff train speech-fewstep --data .data/speech-22k/train --run-dir "$RUN" --no-progress \
     --set data.valid_path=.data/speech-22k/test --set data.num_workers=8 --set train.max_minutes="$1" \
-    --set train.log_every=50 --set train.valid_every=1000000 --set train.checkpoint_every=1000000 ${2:-} \
+    --set train.log_every=50 --set train.valid_every=1000000 --set train.checkpoint_every=1000000 ${2:-} $EXTRA_SETS \
     >> "$OUT/train.log" 2>&1
 }
 minutes() { python3 -c "print(round(max(1.0, ($T0 + $LIMIT - 155 - $(date +%s)) / 60 - 1.5), 2))"; }

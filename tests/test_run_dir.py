@@ -245,8 +245,6 @@ def test_every_train_and_data_setting_has_a_resume_policy():
     from audiodiff.config import DataConfig, FewStepConfig, TrainConfig
     from audiodiff.training.resume import APPLIED, REFUSED
 
-    import dataclasses
-
     keys = {f"train.{f.name}" for f in dataclasses.fields(TrainConfig)} | \
         {f"data.{f.name}" for f in dataclasses.fields(DataConfig)} | \
         {f"fewstep.{f.name}" for f in dataclasses.fields(FewStepConfig)}  # fields, not ClassVars such as RULES
