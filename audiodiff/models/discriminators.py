@@ -35,6 +35,18 @@ SLOPE = 0.1  # leaky ReLU slope (HiFi-GAN, BigVGAN)
 Output = tuple[list[torch.Tensor], list[torch.Tensor]]  # (logits [B, n] per sub-discriminator, every feature map)
 
 
+def _conv_stack(h: torch.Tensor, convs: nn.ModuleList, post: nn.Module):
+    """Both sub-discriminators' body: leaky-ReLU convolutions, then the one-channel output convolution;
+    ``(logits [B, n], every layer's feature maps)``."""
+    features = []
+    for conv in convs:
+        h = F.leaky_relu(conv(h), SLOPE)
+        features.append(h)
+    h = post(h)
+    features.append(h)
+    return h.flatten(1), features
+
+
 class PeriodDiscriminator(nn.Module):
     """HiFi-GAN's sub-discriminator of one period ``period``: ``[B, 1, T] -> (logits [B, n], features)``."""
 
@@ -56,13 +68,7 @@ class PeriodDiscriminator(nn.Module):
         if pad:  # reflect needs pad < t: fine for any crop longer than the period
             x = F.pad(x, (0, pad), mode="reflect")
         h = x.reshape(b, c, (t + pad) // self.period, self.period)  # [B, 1, T / p, p]
-        features = []
-        for conv in self.convs:
-            h = F.leaky_relu(conv(h), SLOPE)
-            features.append(h)
-        h = self.post(h)
-        features.append(h)
-        return h.flatten(1), features
+        return _conv_stack(h, self.convs, self.post)
 
 
 class ResolutionDiscriminator(nn.Module):
@@ -93,14 +99,7 @@ class ResolutionDiscriminator(nn.Module):
             return (spec.real.square() + spec.imag.square() + 1e-9).sqrt().unsqueeze(1)
 
     def forward(self, x: torch.Tensor):
-        h = self.magnitude(x)
-        features = []
-        for conv in self.convs:
-            h = F.leaky_relu(conv(h), SLOPE)
-            features.append(h)
-        h = self.post(h)
-        features.append(h)
-        return h.flatten(1), features
+        return _conv_stack(self.magnitude(x), self.convs, self.post)
 
 
 class _Several(nn.Module):
