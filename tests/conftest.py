@@ -54,6 +54,34 @@ def rel_l2(actual, expected) -> float:
     return float((actual - expected).norm() / expected.norm())
 
 
+def states_equal(a: dict, b: dict) -> bool:
+    """Two state dicts with the same keys and bit-identical tensors."""
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def torchrun_train(tmp_path: Path, recipe: dict, script: str, data: Path, timeout: int) -> tuple[dict, dict]:
+    """``audiodiff train`` of ``recipe`` on ``data`` in two gloo processes on the CPU under torchrun, through
+    ``script`` (which runs the CLI and saves ``rank{r}.pt`` in its first argument); returns both ranks' saves.
+    Skips where torch.distributed with gloo is not available."""
+    import subprocess
+    import sys
+
+    import torch.distributed as dist
+    import yaml
+
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available")
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(recipe))
+    (tmp_path / "ddp_script.py").write_text(script)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(tmp_path / "ddp_script.py"), str(tmp_path), "train", str(tmp_path / "tiny.yaml"), "--data", str(data),
+           "--run-dir", str(tmp_path / "run"), "--device", "cpu", "--no-progress"]
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+
+
 def assert_log_mel_close(mel, ref, log: str = "ln") -> None:
     """``mel``, a float32 log-mel ``[bands, frames]``, equals ``ref`` (float64, or float32 along another path: other
     batch or frame counts) up to float32 rounding; ``log`` is the front end's compression, "ln" or "diffwave".

@@ -24,7 +24,7 @@ from audiodiff.training.fewstep import student, unrolled_sigmas
 from audiodiff.training.loop import check_before_writing, load_initial_weights
 from audiodiff.vocoder import DEFAULT_MODEL, FORMAT, Vocoder
 
-from conftest import REPO, rel_l2, tiny_net
+from conftest import REPO, rel_l2, states_equal, tiny_net, torchrun_train
 
 TINY = {
     "model": {"residual_layers": 2, "residual_channels": 4, "embed_dim": 16},
@@ -50,10 +50,6 @@ def tiny_recipe(path=None, **sections):
 def run(recipe, run_dir, seed: int = 0):
     torch.manual_seed(seed)  # the caller's RNG must not matter
     return train(recipe, run_dir, device="cpu", progress=False)
-
-
-def states_equal(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def optimizer_states_equal(a: dict, b: dict) -> bool:
@@ -306,26 +302,8 @@ torch.save({name: {"init": init, "final": net.state_dict()} for name, (net, init
 
 
 def test_ddp_replicas_of_both_networks_stay_identical(tone_dir, tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    import torch.distributed as dist
-    import yaml
-
-    if not dist.is_available() or not dist.is_gloo_available():
-        pytest.skip("torch.distributed with gloo is not available")
-    recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump({**TINY, "train": {**TINY["train"], "max_steps": 3, "checkpoint_every": 3}}))
-    script = tmp_path / "ddp_fewstep.py"
-    script.write_text(DDP_SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
-           str(tmp_path), "train", str(recipe), "--data", str(tone_dir), "--run-dir", str(tmp_path / "run"),
-           "--device", "cpu", "--no-progress"]
-    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    r0, r1 = torchrun_train(tmp_path, {**TINY, "train": {**TINY["train"], "max_steps": 3, "checkpoint_every": 3}},
+                            DDP_SCRIPT, tone_dir, 300)
     for name in ("generator", "discriminators"):
         assert not states_equal(r0[name]["init"], r1[name]["init"]), name  # built differently...
         assert states_equal(r0[name]["final"], r1[name]["final"]), name  # ...kept identical by DDP

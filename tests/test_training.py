@@ -19,7 +19,7 @@ from audiodiff.training.state import lr_factor
 from audiodiff.training.checkpoint import list_checkpoints, load_checkpoint
 from audiodiff.vocoder import Vocoder
 
-from conftest import REPO
+from conftest import REPO, states_equal, torchrun_train
 
 TINY = {
     "model": {"residual_layers": 2, "residual_channels": 4, "embed_dim": 16},
@@ -40,10 +40,6 @@ def run(recipe, run_dir, seed: int = 0):
     # The caller's global RNG must not matter (test_same_recipe_same_weights); `seed` varies it to show that.
     torch.manual_seed(seed)
     return train(recipe, run_dir, device="cpu", progress=False)
-
-
-def states_equal(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_run_directory_checkpoints_and_rotation(tone_dir, tmp_path):
@@ -221,22 +217,8 @@ DDP_SCRIPT = textwrap.dedent("""
 
 
 def test_ddp_replicas_hold_identical_weights(tone_dir, tmp_path):
-    import torch.distributed as dist
-
-    if not dist.is_available() or not dist.is_gloo_available():
-        pytest.skip("torch.distributed with gloo is not available")
-    recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump({**TINY, "train": {**TINY["train"], "max_steps": 3, "checkpoint_every": 3,
-                                                        "keep_checkpoints": 1}}))
-    script = tmp_path / "ddp_train.py"
-    script.write_text(DDP_SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
-           str(tmp_path), "train", str(recipe), "--data", str(tone_dir), "--run-dir", str(tmp_path / "run"),
-           "--device", "cpu", "--no-progress"]
-    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    r0, r1 = torchrun_train(tmp_path, {**TINY, "train": {**TINY["train"], "max_steps": 3, "checkpoint_every": 3,
+                                                        "keep_checkpoints": 1}}, DDP_SCRIPT, tone_dir, 240)
     assert not states_equal(r0["init"], r1["init"])  # the replicas were built differently...
     assert states_equal(r0["final"], r1["final"])  # ...and DDP kept them identical
     assert not states_equal(r0["init"], r0["final"])  # training moved the weights
