@@ -163,8 +163,9 @@ MODEL_CONFIGS = {"diffwave": DiffWaveConfig, "unet2d": UNet2DConfig}  # arch -> 
 # exported config.json) hold all of them; _model_values drops the other kind's when all are there.
 OWN_KEYS = {arch: {f.name for f in dataclasses.fields(c)} - {"arch", "embed_dim", "num_classes"}
             for arch, c in MODEL_CONFIGS.items()}
-# Keys added since the split, which files written before it (every field of both kinds) do not hold.
-NEWER_KEYS = {"diffwave": {"mel_shift", "mel_scale", "init"}, "unet2d": set()}
+# What those files hold of each kind: its keys at the split, fixed, so that keys added since need no listing.
+SPLIT_KEYS = {"diffwave": {"residual_layers", "residual_channels", "dilation_cycle", "conditional"},
+              "unet2d": {"channels", "channel_mults", "blocks_per_level", "attention_levels", "image_frames"}}
 
 
 def _beta_rule(d: "DiffusionConfig") -> str | None:
@@ -473,7 +474,7 @@ def _model_values(values: dict) -> tuple[type, dict]:
     arch = _checked(ModelConfig, "model", {"arch": values.get("arch", "diffwave")})["arch"]
     values = dict(values)
     for other, keys in OWN_KEYS.items():
-        if other != arch and keys - NEWER_KEYS.get(other, set()) <= values.keys():
+        if other != arch and SPLIT_KEYS[other] <= values.keys():
             values = {k: v for k, v in values.items() if k not in keys}
         for key in keys & values.keys() if other != arch else ():
             _checked(MODEL_CONFIGS[other], "model", {key: values[key]})  # a value wrong anyway is reported as such
