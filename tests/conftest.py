@@ -54,6 +54,30 @@ def rel_l2(actual, expected) -> float:
     return float((actual - expected).norm() / expected.norm())
 
 
+PEAK_HOOK = """
+import atexit, os
+_out = os.environ.get("PEAK_RSS_FILE")
+if _out:
+    def _write_peak():  # VmHWM: this process's own peak since its exec (ru_maxrss would start from the parent's)
+        with open("/proc/self/status") as status:
+            kb = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+        with open(_out, "w") as f:
+            f.write(kb)
+    atexit.register(_write_peak)
+"""
+
+
+def peak_rss_env(folder: Path, env: dict) -> tuple[dict, Path]:
+    """``env`` for a Python child process that writes its own peak resident KiB to the returned file as it exits
+    (a ``sitecustomize`` hook, ``PEAK_RSS_FILE``). Read inside the child from ``/proc/self/status`` (VmHWM, reset by
+    exec), not from ``wait4`` or ``ru_maxrss``: Linux carries a process's peak through fork and exec, so a child of a
+    2 GB pytest process would report at least 2 GB whatever it uses."""
+    (folder / "peak-hook").mkdir(parents=True, exist_ok=True)
+    (folder / "peak-hook" / "sitecustomize.py").write_text(PEAK_HOOK)
+    path = [str(folder / "peak-hook")] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    return {**env, "PYTHONPATH": os.pathsep.join(path), "PEAK_RSS_FILE": str(folder / "peak.txt")}, folder / "peak.txt"
+
+
 def states_equal(a: dict, b: dict) -> bool:
     """Two state dicts with the same keys and bit-identical tensors."""
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

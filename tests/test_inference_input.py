@@ -33,7 +33,7 @@ from audiodiff.melgen import MelGenerator
 from audiodiff.training import distributed
 from audiodiff.vocoder import Vocoder
 
-from conftest import REPO, SR, harmonic, tiny_vocoder, write_wav
+from conftest import REPO, SR, harmonic, peak_rss_env, tiny_vocoder, write_wav
 
 HIFIGAN, DIFFWAVE = MelSpectrogram(mel_config("hifigan")), MelSpectrogram(mel_config("diffwave"))
 SKIP = "to vocode it anyway pass check_mel_range=False (synth: --no-mel-check)"
@@ -404,27 +404,10 @@ def test_max_batch_defaults_by_device_and_is_checked(voc):
             tiny_vocoder(max_batch=bad)
 
 
-PEAK_HOOK = """
-import atexit, os
-_out = os.environ.get("PEAK_RSS_FILE")
-if _out:
-    def _write_peak():  # VmHWM: this process's own peak since its exec (ru_maxrss would start from the parent's)
-        with open("/proc/self/status") as status:
-            kb = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
-        with open(_out, "w") as f:
-            f.write(kb)
-    atexit.register(_write_peak)
-"""
-
-
 def _synth_peak_rss(tmp_path: Path, model: Path, frames: int, max_batch: int) -> int:
-    """Peak resident bytes of a real ``audiodiff synth`` process on a constant mel of ``frames``. Read inside the
-    child from ``/proc/self/status`` (VmHWM, reset by exec), not from ``wait4``: Linux carries a process's peak
-    through fork and exec, so a child of a 1.5 GB pytest process reports at least 1.5 GB there whatever it uses."""
-    (tmp_path / "peak-hook").mkdir(exist_ok=True)
-    (tmp_path / "peak-hook" / "sitecustomize.py").write_text(PEAK_HOOK)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path / "peak-hook"), str(REPO)]),
-               PEAK_RSS_FILE=str(tmp_path / "peak.txt"))
+    """Peak resident bytes of a real ``audiodiff synth`` process on a constant mel of ``frames``, as the process
+    itself reads it (``peak_rss_env``)."""
+    env, peak = peak_rss_env(tmp_path, {**os.environ, "PYTHONPATH": str(REPO)})
     np.save(tmp_path / "mel.npy", np.full((1, frames), -5.0, np.float32))
     proc = subprocess.run([sys.executable, "-m", "audiodiff", "synth", str(tmp_path / "mel.npy"),
                            str(tmp_path / "out.wav"), "--model", str(model), "--device", "cpu", "--refine", "0",
@@ -432,7 +415,7 @@ def _synth_peak_rss(tmp_path: Path, model: Path, frames: int, max_batch: int) ->
                           env=env, text=True)
     assert proc.returncode == 0, proc.stderr
     assert sf.info(str(tmp_path / "out.wav")).frames == frames * 256
-    return int((tmp_path / "peak.txt").read_text()) * 1024
+    return int(peak.read_text()) * 1024
 
 
 def test_peak_memory_grows_with_max_batch_not_with_mel_length(tmp_path):

@@ -14,7 +14,7 @@ import yaml
 
 from audiodiff.data import read_manifest, scan, write_manifest
 
-from conftest import REPO, SR, harmonic, write_wav
+from conftest import REPO, SR, harmonic, peak_rss_env, write_wav
 
 HOURS, LIMIT = 50, 2 * 2**30
 
@@ -24,11 +24,8 @@ SCRIPT = textwrap.dedent("""
     from audiodiff.config import load_recipe
     from audiodiff.training import train
     last = train(load_recipe(sys.argv[1]), sys.argv[2], device="cpu", progress=False)
-    # KiB, the largest this process held. Not RUSAGE_SELF's ru_maxrss: Linux carries that across exec from the
-    # process that forked it, so it would report pytest's own peak whenever pytest has grown past this run's.
-    own = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest reaped loader worker
-    print(f"RESULT {last.name} {own} {workers}")
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB, the largest reaped loader worker
+    print(f"RESULT {last.name} {workers}")
 """)
 
 
@@ -40,15 +37,15 @@ def _peak_rss(manifest, folder) -> tuple[int, int]:
         "model": {"residual_layers": 2, "residual_channels": 4, "embed_dim": 16},
         "data": {"manifest": str(manifest), "crop_frames": 62, "num_workers": 2, "valid_files": 0},
         "train": {"batch_size": 4, "max_steps": 5, "checkpoint_every": 5, "log_every": 1}}))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env, peak = peak_rss_env(folder, {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(recipe), str(folder / "run")], env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     listed = read_manifest(manifest)
     assert f"data: {listed.seconds / 3600:.1f} h in {len(listed)} files" in proc.stdout
-    name, own, workers = proc.stdout.split("RESULT ")[-1].split()
+    name, workers = proc.stdout.split("RESULT ")[-1].split()
     assert name == "ckpt-00000005.pt"
-    return int(own) * 1024, int(workers) * 1024  # both in KiB
+    return int(peak.read_text()) * 1024, int(workers) * 1024  # both in KiB
 
 
 def test_fifty_hours_train_in_bounded_memory(tmp_path):

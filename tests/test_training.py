@@ -4,7 +4,6 @@ uninterrupted run, export to a loadable vocoder, and DDP replicas that stay iden
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import textwrap
 
@@ -19,7 +18,7 @@ from audiodiff.training.state import lr_factor
 from audiodiff.training.checkpoint import list_checkpoints, load_checkpoint
 from audiodiff.vocoder import Vocoder
 
-from conftest import REPO, states_equal, torchrun_train
+from conftest import states_equal, torchrun_train
 
 TINY = {
     "model": {"residual_layers": 2, "residual_channels": 4, "embed_dim": 16},
