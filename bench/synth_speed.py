@@ -27,7 +27,8 @@ from common import append_markdown, describe, timed, write_json  # noqa: E402
 from audiodiff.config import load_recipe  # noqa: E402
 from audiodiff.errors import AudiodiffError  # noqa: E402
 from audiodiff.factory import build_backbone  # noqa: E402
-from audiodiff.vocoder import REFINE_ITERATIONS, Vocoder  # noqa: E402
+from audiodiff.inference.options import REFINE_ITERATIONS  # noqa: E402
+from audiodiff.vocoder import Vocoder  # noqa: E402
 
 
 def load(model, device):

@@ -1,6 +1,7 @@
 """The bench helpers that interpret evaluations: bench/seeds.py pools eval reports of several seeds (means of the
 per-seed means, their range, refusal of reports run with other settings); bench/f0_frames.py scores F0 on the
-frames it says; bench/refine_variants.py reads its variants and compares F0 per file with Griffin-Lim."""
+frames it says; bench/refine_variants.py reads its variants and compares F0 per file with Griffin-Lim; every bench
+script imports."""
 
 from __future__ import annotations
 
@@ -83,3 +84,13 @@ def test_refine_variants_averages_seeds_per_file_before_comparing_with_griffin_l
     assert s["mean"] == (20 + 40 + 12) / 3 and s["median"] == 20.0  # means of small integers: exact
     low, high = s["diff_ci95"]  # the differences are -5, +8, -2
     assert -5 <= low < (8 - 5 - 2) / 3 < high <= 8
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (REPO / "bench").glob("*.py")))
+def test_every_bench_script_imports(script):
+    """A bench runs on a device call whose minutes are scarce: a name that moved in the package must fail here, not
+    there (bench/synth_speed.py once imported REFINE_ITERATIONS from where it no longer was)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"bench_{script[:-3]}", REPO / "bench" / script)
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
