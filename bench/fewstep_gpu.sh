@@ -16,6 +16,8 @@ LIMIT=${LIMIT:-560}
 OUT=${OUT:-$PWD/out}
 RUN=runs/fewstep-2
 EXTRA_SETS=${EXTRA_SETS:-}  # appended to the training command, e.g. "--set train.lr=1e-4"
+INIT=${INIT:-}  # an exported model to start from instead of the bundled one (a second call: the export of the first)
+TESTS=$(for d in .data/speech-22k/test .data/speech-16k-multi/test; do [ -d "$d" ] && echo "$d"; done)
 mkdir -p "$OUT" runs
 log() { echo "[$(( $(date +%s) - T0 )) s] $*" | tee -a "$OUT/plan.log"; }
 
@@ -27,7 +29,8 @@ export TORCHINDUCTOR_FX_GRAPH_CACHE=1 TORCHINDUCTOR_AUTOGRAD_CACHE=1
 train() {  # minutes, extra settings
   python3 -m audiodiff train speech-fewstep --data .data/speech-22k/train --run-dir "$RUN" --no-progress \
     --set data.valid_path=.data/speech-22k/test --set data.num_workers=8 --set train.max_minutes="$1" \
-    --set train.log_every=50 --set train.valid_every=1000000 --set train.checkpoint_every=1000000 ${2:-} $EXTRA_SETS \
+    --set train.log_every=50 --set train.valid_every=1000000 --set train.checkpoint_every=1000000 ${INIT:+--init "$INIT"} \
+    ${2:-} $EXTRA_SETS \
     >> "$OUT/train.log" 2>&1
 }
 minutes() { python3 -c "print(round(max(1.0, ($T0 + $LIMIT - 155 - $(date +%s)) / 60 - 1.5), 2))"; }
@@ -45,7 +48,7 @@ python3 -m audiodiff export "$RUN" "$OUT/fewstep-2" --fp16 >> "$OUT/plan.log" 2>
 left=$(( T0 + LIMIT - $(date +%s) - 60 ))
 log "rendering ($left s)"
 timeout $(( left > 20 ? left : 20 )) python3 bench/ablation_render.py render --model "$OUT/fewstep-2" \
-  --data .data/speech-22k/test .data/speech-16k-multi/test --seconds 30 --rows 2 1 4 --out runs/fs-renders \
+  --data $TESTS --seconds 30 --rows 2 1 4 --out runs/fs-renders \
   > "$OUT/render.log" 2>&1
 log "render exited ($?)"
 tar -cf "$OUT/renders.tar" -C runs fs-renders
