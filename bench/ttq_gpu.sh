@@ -5,7 +5,8 @@
 # REFERENCE.md's protocol; then score). Runs alone or beside another job (then its figure is an upper bound on the
 # time it needs alone).
 #
-#   run(command="NAME=refmel MINUTES=5 SETS='...' bash bench/ttq_gpu.sh", carry=[".whl", ".data"], timeout_s=600)
+#   run(command="MINUTES=5 bash bench/ttq_gpu.sh", carry=[".whl", ".data"], timeout_s=600)   (NAME, SETS: another variant)
+#   SKIP_PIP=1 MINUTES=0.2 SETS="--set model.residual_layers=2 --set train.compile=false" bash bench/ttq_gpu.sh   (a CPU dry run)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 NAME=${NAME:-refmel}
@@ -14,8 +15,10 @@ SETS=${SETS:---set model.mel_shift=9.21 --set model.mel_scale=0.087 --set model.
 OUT=${OUT:-$PWD/out}
 RUN=runs/ttq-$NAME
 mkdir -p "$OUT" runs
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site-ttq .whl/*.whl \
-  && export PYTHONPATH=/tmp/site-ttq:$PWD PYTHONUNBUFFERED=1 || exit 1
+if [ -z "${SKIP_PIP:-}" ]; then  # the staged wheels, installed offline (SKIP_PIP: a dry run where they are installed)
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site-ttq \
+    .whl/*.whl && export PYTHONPATH=/tmp/site-ttq:$PWD PYTHONUNBUFFERED=1 || exit 1
+fi
 rm -rf "$RUN"
 # shellcheck disable=SC2086
 python3 -m audiodiff train recipes/speech.yaml --data .data/speech-22k/train --run-dir "$RUN" --no-progress \
