@@ -6,6 +6,8 @@
 #   bench/ablation.sh stage                      here, once (stages .data/ and .whl/)
 #   run(command="LIMIT=560 bash bench/fewstep_gpu.sh", carry=[".whl", ".data"], timeout_s=600)
 #   python bench/ablation_render.py score FILES_AT/renders --data DATA/speech-22k/test DATA/speech-16k-multi/test
+# A second call continues from the first's export: copy it into .data/init/NAME (set test files aside to stay
+# within the carried 64 MiB) and pass INIT=.data/init/NAME; the discriminators start afresh (they are not exported).
 #
 # Budget (seconds): pip 15, training start-up and compilation ~90, training TRAIN, export 10, renders ~60,
 # speed ~45, margin 25: TRAIN = LIMIT - 245. If the compiled run fails at start-up it runs again eagerly.
